@@ -1,0 +1,13 @@
+//! Munin's asynchronous proxy node: `munin-async` serves a spool directory to a Munin
+//! master over the munin-node protocol on stdin/stdout, and `munin-asyncd` (to come)
+//! fills that spool by polling munin-node.
+//!
+//! The spool format is Debian's Munin 2.0 layout; see `docs/spool-format.md` and
+//! `docs/protocol.md` in the source tree.
+
+#![deny(missing_docs)]
+
+pub mod line;
+pub mod meta;
+pub mod names;
+pub mod record;

@@ -1,0 +1,172 @@
+//! `SPOOL-META`: the spool directory's `key:value` metadata file.
+//!
+//! Written by munin-asyncd (Perl's `Munin::Common::SyncDictFile` rewrites it whole through
+//! `SPOOL-META.tmp` and a rename). Perl takes the first line whose key matches, so we do
+//! too. Lines that are not `key:value` are ignored; values that do not make sense are
+//! reported by the accessor, which falls back to the default, so a damaged file never
+//! stops the reader.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::names::parse_decimal;
+
+/// File name of the metadata file inside the spool directory.
+pub const FILE_NAME: &str = "SPOOL-META";
+
+/// The largest SPOOL-META we read; anything past it is ignored.
+pub const MAX_SIZE: u64 = 1 << 20;
+
+/// Default interval file length, seconds (Perl's `DEFAULT_TIME`).
+pub const DEFAULT_INTERVAL_SIZE: u64 = 86_400;
+/// Default number of intervals kept (Perl's `MAXIMUM_AGE`).
+pub const DEFAULT_INTERVAL_KEEP: u64 = 7;
+/// Largest interval size we accept from the file (a year).
+pub const MAX_INTERVAL_SIZE: u64 = 366 * 86_400;
+/// Largest interval count we accept from the file.
+pub const MAX_INTERVAL_KEEP: u64 = 100_000;
+
+/// The parsed metadata: the raw `key:value` pairs in file order.
+#[derive(Debug, Default, Clone)]
+pub struct SpoolMeta {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A value in SPOOL-META that was present but unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadValue {
+    /// The key.
+    pub key: &'static str,
+    /// The value as found, lossily decoded for messages.
+    pub value: String,
+}
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SPOOL-META: unusable {} value {:?}",
+            self.key, self.value
+        )
+    }
+}
+
+impl SpoolMeta {
+    /// Parses the bytes of a SPOOL-META file.
+    pub fn parse(bytes: &[u8]) -> SpoolMeta {
+        let pairs = bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|&b| b == b':')?;
+                let (key, value) = (&line[..colon], &line[colon + 1..]);
+                if key.is_empty() {
+                    return None;
+                }
+                Some((key.to_vec(), value.to_vec()))
+            })
+            .collect();
+        SpoolMeta { pairs }
+    }
+
+    /// Reads `dir/SPOOL-META`. A missing file is an empty metadata set (Perl creates it
+    /// empty); other errors are returned so the caller can say which file failed.
+    pub fn load(dir: &Path) -> io::Result<SpoolMeta> {
+        let path = dir.join(FILE_NAME);
+        match fs::File::open(&path) {
+            Ok(f) => {
+                let mut bytes = Vec::new();
+                f.take(MAX_SIZE).read_to_end(&mut bytes)?;
+                Ok(SpoolMeta::parse(&bytes))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SpoolMeta::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first value stored under `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The host name the spool was written for, when it is usable in a greeting: non-empty,
+    /// printable ASCII without spaces.
+    pub fn hostname(&self) -> Result<Option<&str>, BadValue> {
+        match self.get("hostname") {
+            None | Some(b"") => Ok(None),
+            Some(v) if is_hostname(v) => Ok(std::str::from_utf8(v).ok()),
+            Some(v) => Err(bad("hostname", v)),
+        }
+    }
+
+    /// `interval_size`, else the default.
+    pub fn interval_size(&self) -> Result<u64, BadValue> {
+        self.bounded("interval_size", DEFAULT_INTERVAL_SIZE, MAX_INTERVAL_SIZE)
+    }
+
+    /// `interval_keep`, else the default.
+    pub fn interval_keep(&self) -> Result<u64, BadValue> {
+        self.bounded("interval_keep", DEFAULT_INTERVAL_KEEP, MAX_INTERVAL_KEEP)
+    }
+
+    fn bounded(&self, key: &'static str, default: u64, max: u64) -> Result<u64, BadValue> {
+        match self.get(key) {
+            None | Some(b"") => Ok(default),
+            Some(v) => match parse_decimal(v.trim_ascii()) {
+                Some(n) if n >= 1 && n <= max => Ok(n),
+                _ => Err(bad(key, v)),
+            },
+        }
+    }
+}
+
+fn bad(key: &'static str, value: &[u8]) -> BadValue {
+    BadValue {
+        key,
+        value: String::from_utf8_lossy(value).chars().take(100).collect(),
+    }
+}
+
+/// Whether a name can stand in `# munin node at NAME` and be read back by the master's
+/// `(\S+)`.
+pub fn is_hostname(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 253 && v.iter().all(|&b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_key_wins_and_junk_is_ignored() {
+        let m = SpoolMeta::parse(
+            b"garbage line\n:novalue\nhostname:node1.example.org\nhostname:other\ninterval_size:3600\r\n",
+        );
+        assert_eq!(m.hostname(), Ok(Some("node1.example.org")));
+        assert_eq!(m.interval_size(), Ok(3600));
+        assert_eq!(m.interval_keep(), Ok(DEFAULT_INTERVAL_KEEP));
+    }
+
+    #[test]
+    fn unusable_values_are_reported() {
+        let m = SpoolMeta::parse(b"hostname:a b\ninterval_size:0\ninterval_keep:lots\n");
+        assert!(m.hostname().is_err());
+        assert_eq!(m.interval_size().unwrap_err().key, "interval_size");
+        assert!(m.interval_keep().is_err());
+        let m = SpoolMeta::parse(b"interval_size:99999999999999999999999\n");
+        assert!(m.interval_size().is_err());
+    }
+
+    #[test]
+    fn empty_and_binary_files() {
+        let m = SpoolMeta::parse(b"");
+        assert_eq!(m.hostname(), Ok(None));
+        assert_eq!(m.interval_size(), Ok(DEFAULT_INTERVAL_SIZE));
+        let m = SpoolMeta::parse(b"\x00\xff:\xfe\nhostname:\xff\n");
+        assert!(m.hostname().is_err());
+    }
+}

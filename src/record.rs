@@ -1,0 +1,522 @@
+//! Spool records: parsing, sealing, and the line rewriting spoolfetch does.
+//!
+//! A record is a `timestamp` line followed by the plugin's output lines. Perl's reader
+//! recognises a record by `^timestamp (\d+)` and ignores whatever follows the digits, so
+//! our writer seals records on that same line without breaking it:
+//!
+//! ```text
+//! timestamp 1795546911                          a plain record (Perl's writer)
+//! timestamp 1795546911 len=58 crc32=0a1b2c3d    a sealed record (ours)
+//! ```
+//!
+//! `len` is the byte length of the body (every line after the `timestamp` line, each
+//! with its `\n`); `crc32` is the CRC-32 (IEEE) of the header up to and excluding the
+//! space before `crc32=`, followed by the body. A sealed record counts as committed only
+//! when its whole body is there and the checksum matches; anything else is damage and is
+//! never served. Plain records cannot be checked; we serve them as Perl does, except a
+//! last line cut off without its `\n` and lines that are just `.` (which would end the
+//! master's read early). `docs/spool-format.md` has the full rules.
+//!
+//! [`Scanner`] turns lines into records with no I/O of its own, so every case is tested
+//! on byte slices.
+
+use crate::line::LineEnd;
+
+/// The largest sealed record body we verify; a longer one counts as damaged.
+pub const MAX_RECORD: usize = 1 << 20;
+/// The longest spool line we accept.
+pub const MAX_LINE: usize = 1 << 20;
+
+const HEADER: &[u8] = b"timestamp ";
+
+/// A record's time: its value and its digits exactly as written, which is what Perl
+/// copies into value lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    value: u64,
+    text: [u8; 20],
+    len: u8,
+}
+
+impl Epoch {
+    /// Builds an epoch from its value.
+    pub fn new(value: u64) -> Epoch {
+        let s = value.to_string();
+        let mut text = [0u8; 20];
+        text[..s.len()].copy_from_slice(s.as_bytes());
+        Epoch {
+            value,
+            text,
+            len: s.len() as u8,
+        }
+    }
+
+    /// Parses 1 to 20 ASCII digits that fit a `u64`.
+    fn from_digits(digits: &[u8]) -> Option<Epoch> {
+        let value = crate::names::parse_decimal(digits)?;
+        let mut text = [0u8; 20];
+        text.get_mut(..digits.len())?.copy_from_slice(digits);
+        Some(Epoch {
+            value,
+            text,
+            len: digits.len() as u8,
+        })
+    }
+
+    /// Seconds since the epoch.
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// The digits as written in the spool.
+    pub fn text(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+}
+
+/// What a `timestamp` line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// `timestamp EPOCH`: Perl's format, not verifiable.
+    Plain(Epoch),
+    /// `timestamp EPOCH len=N crc32=X`: ours.
+    Sealed {
+        /// The record's time.
+        epoch: Epoch,
+        /// Body length in bytes.
+        len: usize,
+        /// Expected CRC-32.
+        crc: u32,
+        /// Length of the header prefix covered by the checksum.
+        covered: usize,
+    },
+    /// Looks like a header to Perl but cannot be used: an epoch that does not fit 64 bits,
+    /// or anything after the digits that is not a valid seal.
+    Damaged,
+}
+
+/// Whether a line starts a record for Perl's reader (`^timestamp \d`).
+pub fn is_header(line: &[u8]) -> bool {
+    line.strip_prefix(HEADER)
+        .and_then(|r| r.first())
+        .is_some_and(u8::is_ascii_digit)
+}
+
+/// Parses a `timestamp` line (without its `\n`); `None` if the line does not start a record.
+pub fn parse_header(line: &[u8]) -> Option<Header> {
+    if !is_header(line) {
+        return None;
+    }
+    let rest = &line[HEADER.len()..];
+    let ndigits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(epoch) = Epoch::from_digits(&rest[..ndigits]) else {
+        return Some(Header::Damaged);
+    };
+    let tail = &rest[ndigits..];
+    if tail.is_empty() {
+        return Some(Header::Plain(epoch));
+    }
+    // Perl's writer writes nothing after the digits; anything but our seal there is a
+    // damaged header, never a plain one, so a damaged seal cannot pass unchecked.
+    let Some(seal) = tail.strip_prefix(b" len=") else {
+        return Some(Header::Damaged);
+    };
+    Some(
+        parse_seal(seal).map_or(Header::Damaged, |(len, crc, covered)| Header::Sealed {
+            epoch,
+            len,
+            crc,
+            covered: HEADER.len() + ndigits + covered,
+        }),
+    )
+}
+
+/// Parses `N crc32=XXXXXXXX` after ` len=`; returns the length, the CRC and how many bytes
+/// of the seal (from the space before `len=`) the checksum covers.
+fn parse_seal(seal: &[u8]) -> Option<(usize, u32, usize)> {
+    let nlen = seal.iter().take_while(|b| b.is_ascii_digit()).count();
+    let len = usize::try_from(crate::names::parse_decimal(&seal[..nlen])?).ok()?;
+    let hex = seal[nlen..].strip_prefix(b" crc32=")?;
+    if hex.len() != 8 || !hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let crc = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    Some((len, crc, " len=".len() + nlen))
+}
+
+/// Appends a sealed record for `body` (lines each ending in `\n`) to `out`.
+pub fn write_sealed(epoch: u64, body: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(format!("timestamp {epoch} len={}", body.len()).as_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&out[start..]);
+    h.update(body);
+    out.extend_from_slice(format!(" crc32={:08x}\n", h.finalize()).as_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Whether a byte is whitespace for Perl's `\s` on byte strings.
+fn is_perl_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Appends `line` to `out` as spoolfetch sends it, with its `\n`.
+///
+/// A value line without a time of its own gets the record's time, exactly as Perl's
+/// `s/^(\w+)\.value\s+(?:N:)?([^:]+)$/$1.value $epoch:$2/` does: `f.value 12`,
+/// `f.value N:12` and `f.value U` become `f.value EPOCH:…`; `f.value 1234:5` is sent as
+/// it is.
+pub fn write_served_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) {
+    match value_of(line) {
+        Some((field, value)) => {
+            out.extend_from_slice(field);
+            out.extend_from_slice(b".value ");
+            out.extend_from_slice(epoch.text());
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        None => out.extend_from_slice(line),
+    }
+    out.push(b'\n');
+}
+
+/// Splits a value line without a time of its own into field name and value, following
+/// Perl's regular expression (see [`write_served_line`]), backtracking included.
+fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nfield = line
+        .iter()
+        .take_while(|&&b| crate::names::is_service_byte(b))
+        .count();
+    if nfield == 0 {
+        return None;
+    }
+    let (field, rest) = line.split_at(nfield);
+    let rest = rest.strip_prefix(b".value")?;
+    let nspace = rest.iter().take_while(|&&b| is_perl_space(b)).count();
+    if nspace == 0 {
+        return None;
+    }
+    let value = &rest[nspace..];
+    if value.is_empty() {
+        // `\s+` gives back its last character to `[^:]+`.
+        return (nspace >= 2).then(|| (field, &rest[nspace - 1..]));
+    }
+    if let Some(v) = value.strip_prefix(b"N:") {
+        if !v.is_empty() && !v.contains(&b':') {
+            return Some((field, v));
+        }
+    }
+    (!value.contains(&b':')).then_some((field, value))
+}
+
+/// Receives the records a [`Scanner`] finds.
+pub trait RecordSink {
+    /// The error the sink may fail with (writing to the master, say).
+    type Error;
+    /// Whether the record with this time is wanted; unwanted records are not checked.
+    fn wants(&mut self, epoch: u64) -> bool;
+    /// A wanted record begins. Every following `line` belongs to it until `end`.
+    fn begin(&mut self, epoch: &Epoch) -> Result<(), Self::Error>;
+    /// One line of the record, without its `\n`.
+    fn line(&mut self, line: &[u8]) -> Result<(), Self::Error>;
+    /// The record is over.
+    fn end(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Why part of a spool file was not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// Lines outside any record (before the first `timestamp` line, or after a sealed record).
+    Junk,
+    /// A `timestamp` line with an unusable epoch or seal.
+    BadHeader,
+    /// A sealed record whose body is shorter than its seal says (a crash while writing).
+    Torn,
+    /// A sealed record whose lines do not end where its length says.
+    BadLength,
+    /// A sealed record whose checksum does not match.
+    Checksum,
+    /// A sealed record longer than [`MAX_RECORD`].
+    TooLarge,
+    /// A line longer than [`MAX_LINE`].
+    LineTooLong,
+    /// The file ends in the middle of a line.
+    TruncatedLine,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::Junk => "lines outside any record",
+            Damage::BadHeader => "unusable timestamp line",
+            Damage::Torn => "record cut short",
+            Damage::BadLength => "record length does not match its lines",
+            Damage::Checksum => "checksum mismatch",
+            Damage::TooLarge => "record too large",
+            Damage::LineTooLong => "line too long",
+            Damage::TruncatedLine => "file ends in mid-line",
+        })
+    }
+}
+
+/// What a scan found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Records handed to the sink.
+    pub served: u64,
+    /// Damaged stretches skipped.
+    pub damaged: u64,
+    /// The first damage: byte offset of the line where it was found, and what it was.
+    pub first_damage: Option<(u64, Damage)>,
+}
+
+enum State {
+    /// Before the first header, or skipping after damage.
+    Outside { junk: bool },
+    /// Inside a plain record.
+    Plain { wanted: bool },
+    /// Inside a sealed record, collecting `len` bytes of body.
+    Sealed {
+        epoch: Epoch,
+        len: usize,
+        crc: crc32fast::Hasher,
+        expected: u32,
+        wanted: bool,
+        seen: usize,
+    },
+}
+
+/// Splits a spool file's lines into records and hands the intact ones to a sink.
+pub struct Scanner {
+    state: State,
+    body: Vec<u8>,
+    offset: u64,
+    stats: ScanStats,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Scanner::new()
+    }
+}
+
+impl Scanner {
+    /// A scanner at the start of a file.
+    pub fn new() -> Scanner {
+        Scanner {
+            state: State::Outside { junk: false },
+            body: Vec::new(),
+            offset: 0,
+            stats: ScanStats::default(),
+        }
+    }
+
+    /// What the scan found so far.
+    pub fn stats(&self) -> ScanStats {
+        self.stats
+    }
+
+    fn damage(&mut self, what: Damage) {
+        self.stats.damaged += 1;
+        if self.stats.first_damage.is_none() {
+            self.stats.first_damage = Some((self.offset, what));
+        }
+    }
+
+    /// Ends the current record, if any, before a new one or the end of the file.
+    fn close<S: RecordSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
+        match std::mem::replace(&mut self.state, State::Outside { junk: false }) {
+            State::Plain { wanted: true } => {
+                self.stats.served += 1;
+                sink.end()?;
+            }
+            State::Sealed { .. } => self.damage(Damage::Torn),
+            State::Plain { wanted: false } | State::Outside { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Feeds one line (without its `\n`), how it ended and how many bytes it took in the
+    /// file.
+    pub fn line<S: RecordSink>(
+        &mut self,
+        line: &[u8],
+        end: LineEnd,
+        consumed: u64,
+        sink: &mut S,
+    ) -> Result<(), S::Error> {
+        let r = self.line_inner(line, end, sink);
+        self.offset += consumed;
+        r
+    }
+
+    fn line_inner<S: RecordSink>(
+        &mut self,
+        line: &[u8],
+        end: LineEnd,
+        sink: &mut S,
+    ) -> Result<(), S::Error> {
+        if end == LineEnd::TooLong {
+            self.close_damaged(sink, Damage::LineTooLong)?;
+            return Ok(());
+        }
+        if let Some(header) = parse_header(line) {
+            self.close(sink)?;
+            if end == LineEnd::Eof {
+                // A header cut off at the end of the file has no body: it is torn.
+                self.damage(Damage::TruncatedLine);
+                return Ok(());
+            }
+            self.state = match header {
+                Header::Damaged => {
+                    self.damage(Damage::BadHeader);
+                    State::Outside { junk: true }
+                }
+                Header::Plain(epoch) => {
+                    let wanted = sink.wants(epoch.value());
+                    if wanted {
+                        sink.begin(&epoch)?;
+                    }
+                    State::Plain { wanted }
+                }
+                Header::Sealed {
+                    epoch,
+                    len,
+                    crc,
+                    covered,
+                } => {
+                    if len > MAX_RECORD {
+                        self.damage(Damage::TooLarge);
+                        State::Outside { junk: true }
+                    } else {
+                        let wanted = sink.wants(epoch.value());
+                        let mut hasher = crc32fast::Hasher::new();
+                        hasher.update(&line[..covered]);
+                        self.body.clear();
+                        State::Sealed {
+                            epoch,
+                            len,
+                            crc: hasher,
+                            expected: crc,
+                            wanted,
+                            seen: 0,
+                        }
+                    }
+                }
+            };
+            return self.sealed_complete(sink);
+        }
+        match &mut self.state {
+            State::Outside { junk } => {
+                if !*junk && !line.is_empty() {
+                    *junk = true;
+                    self.damage(Damage::Junk);
+                }
+            }
+            State::Plain { wanted } => {
+                if end == LineEnd::Eof {
+                    self.close_damaged(sink, Damage::TruncatedLine)?;
+                } else if *wanted && line != b"." {
+                    sink.line(line)?;
+                }
+            }
+            State::Sealed {
+                crc,
+                wanted,
+                seen,
+                len,
+                ..
+            } => {
+                if end == LineEnd::Eof {
+                    self.state = State::Outside { junk: true };
+                    self.damage(Damage::Torn);
+                    return Ok(());
+                }
+                let room = *len - *seen;
+                if line.len() + 1 > room {
+                    self.state = State::Outside { junk: true };
+                    self.damage(Damage::BadLength);
+                    // The seal says where the record ends: a damaged newline glues the
+                    // next record's header onto this line, so resume right there.
+                    return match line.get(room..) {
+                        Some(rest) if !rest.is_empty() => self.line_inner(rest, end, sink),
+                        _ => Ok(()),
+                    };
+                }
+                *seen += line.len() + 1;
+                if *wanted {
+                    crc.update(line);
+                    crc.update(b"\n");
+                    self.body.extend_from_slice(line);
+                    self.body.push(b'\n');
+                }
+                return self.sealed_complete(sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves a sealed record once its whole body has arrived.
+    fn sealed_complete<S: RecordSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
+        let State::Sealed { seen, len, .. } = &self.state else {
+            return Ok(());
+        };
+        if seen != len {
+            return Ok(());
+        }
+        let State::Sealed {
+            epoch,
+            crc,
+            expected,
+            wanted,
+            ..
+        } = std::mem::replace(&mut self.state, State::Outside { junk: false })
+        else {
+            return Ok(());
+        };
+        if !wanted {
+            return Ok(());
+        }
+        if crc.finalize() != expected {
+            self.damage(Damage::Checksum);
+            return Ok(());
+        }
+        sink.begin(&epoch)?;
+        let body = std::mem::take(&mut self.body);
+        let mut result = Ok(());
+        for line in body.split(|&b| b == b'\n') {
+            // The body ends with `\n`, so the last piece is empty; `.` lines would end
+            // the master's read.
+            if line.is_empty() || line == b"." || is_header(line) {
+                continue;
+            }
+            result = sink.line(line);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.body = body;
+        result?;
+        self.stats.served += 1;
+        sink.end()
+    }
+
+    fn close_damaged<S: RecordSink>(&mut self, sink: &mut S, what: Damage) -> Result<(), S::Error> {
+        // What a plain record delivered before the damage stays delivered; it ends here.
+        if let State::Plain { wanted: true } = self.state {
+            self.stats.served += 1;
+            sink.end()?;
+        }
+        self.state = State::Outside { junk: true };
+        self.damage(what);
+        Ok(())
+    }
+
+    /// The file is over.
+    pub fn finish<S: RecordSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
+        self.close(sink)
+    }
+}
+
+#[cfg(test)]
+mod tests;
