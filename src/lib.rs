@@ -7,7 +7,15 @@
 
 #![deny(missing_docs)]
 
+pub mod app;
+pub mod cleanup;
+pub mod cli;
 pub mod line;
+pub mod log;
 pub mod meta;
 pub mod names;
+pub mod protocol;
 pub mod record;
+pub mod session;
+pub mod spool;
+pub mod spoolfetch;

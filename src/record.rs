@@ -180,6 +180,18 @@ pub fn write_served_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Whether a line is a field's value line (`field.value …`), with or without a time.
+pub fn is_value_line(line: &[u8]) -> bool {
+    let nfield = line
+        .iter()
+        .take_while(|&&b| crate::names::is_service_byte(b))
+        .count();
+    nfield > 0
+        && line[nfield..]
+            .strip_prefix(b".value")
+            .is_some_and(|rest| rest.first().is_none_or(|&b| is_perl_space(b)))
+}
+
 /// Splits a value line without a time of its own into field name and value, following
 /// Perl's regular expression (see [`write_served_line`]), backtracking included.
 fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {

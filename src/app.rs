@@ -1,0 +1,132 @@
+//! munin-async's main flow: set up logging, open the spool, serve, clean up.
+
+use std::io::{self, BufWriter};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cleanup::cleanup;
+use crate::cli::{exit, AsyncConfig, Mode};
+use crate::log;
+use crate::session::{self, SessionConfig, SessionError};
+use crate::spool::Spool;
+use crate::{log_error, log_info, log_warn};
+
+/// Seconds since the epoch, from the system clock.
+pub fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The system's host name, as Perl's `Sys::Hostname` gives it.
+pub fn system_hostname() -> String {
+    std::fs::read("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read("/etc/hostname"))
+        .ok()
+        .map(|b| b.trim_ascii().to_vec())
+        .filter(|b| crate::meta::is_hostname(b))
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Reports a failure that ends the program: to the log, and to stderr when the log is
+/// syslog (an ssh master passes stderr on to its own log).
+fn fatal(target: log::Target, msg: std::fmt::Arguments<'_>) -> ExitCode {
+    log_error!("{msg}");
+    if target == log::Target::Syslog {
+        eprintln!("munin-async: {msg}");
+    }
+    ExitCode::from(exit::FAILURE)
+}
+
+/// Runs munin-async with a checked configuration; returns the exit code.
+pub fn run(cfg: AsyncConfig) -> ExitCode {
+    let target = cfg.log_target;
+    log::init("munin-async", target, cfg.log_level);
+    let spool = match Spool::open(&cfg.spooldir) {
+        Ok(s) => s,
+        Err(e) => return fatal(target, format_args!("{e}")),
+    };
+    let meta = match spool.meta() {
+        Ok(m) => m,
+        Err(e) => {
+            log_warn!("{e}; going on without it");
+            Default::default()
+        }
+    };
+    let max_age = match (meta.interval_size(), meta.interval_keep()) {
+        (Ok(size), Ok(keep)) => size.saturating_mul(keep),
+        (Err(e), _) | (_, Err(e)) => {
+            log_warn!("{e} in {}; using the defaults", spool.dir().display());
+            crate::meta::DEFAULT_INTERVAL_SIZE * crate::meta::DEFAULT_INTERVAL_KEEP
+        }
+    };
+    let cleanup_after = match cfg.mode {
+        Mode::CleanupOnly => return run_cleanup(&spool, max_age, target),
+        Mode::Serve { cleanup } => cleanup,
+    };
+    let hostname = cfg
+        .hostname
+        .clone()
+        .unwrap_or_else(|| match meta.hostname() {
+            Ok(Some(h)) => h.to_string(),
+            Ok(None) => system_hostname(),
+            Err(e) => {
+                log_warn!("{e}; using the system's host name");
+                system_hostname()
+            }
+        });
+    let session_cfg = SessionConfig {
+        hostname,
+        spoolfetch: cfg.spoolfetch,
+        catchup: cfg.catchup,
+        interval_size: meta
+            .interval_size()
+            .unwrap_or(crate::meta::DEFAULT_INTERVAL_SIZE),
+        clock: system_clock,
+    };
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut output = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let result = session::run(&spool, &session_cfg, &mut input, &mut output);
+    let code = match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(SessionError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            log_info!("the master hung up");
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => fatal(target, format_args!("{e}")),
+    };
+    // Every reply was flushed; dropping ignores a hung-up master.
+    drop(output);
+    if cleanup_after {
+        let cleaned = run_cleanup(&spool, max_age, target);
+        if code == ExitCode::from(exit::OK) {
+            return cleaned;
+        }
+    }
+    code
+}
+
+fn run_cleanup(spool: &Spool, max_age: u64, target: log::Target) -> ExitCode {
+    match cleanup(spool, system_clock(), max_age) {
+        Ok(r) if r.failed == 0 => {
+            log_info!(
+                "cleanup of {}: {} files removed",
+                spool.dir().display(),
+                r.removed
+            );
+            ExitCode::from(exit::OK)
+        }
+        Ok(r) => fatal(
+            target,
+            format_args!(
+                "cleanup of {}: {} files removed, {} could not be removed",
+                spool.dir().display(),
+                r.removed,
+                r.failed
+            ),
+        ),
+        Err(e) => fatal(target, format_args!("cleanup: {e}")),
+    }
+}

@@ -1,0 +1,182 @@
+//! Command-line options, and the validated configuration built from them before any I/O.
+//!
+//! The options are Perl munin-async's, with the same meanings; Getopt::Long accepted
+//! unambiguous abbreviations (`--spool`), and so do we.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::log::{Level, Target};
+use crate::session::{Catchup, DEFAULT_CATCHUP};
+
+/// Where Debian keeps the spool.
+pub const DEFAULT_SPOOLDIR: &str = "/var/lib/munin-async";
+
+/// Exit codes of munin-async.
+pub mod exit {
+    /// The session ended normally (also when the master hung up).
+    pub const OK: u8 = 0;
+    /// The spool directory could not be used, or writing to the master failed.
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 2;
+}
+
+/// Serve a munin-async spool directory to a Munin master on stdin/stdout.
+///
+/// Usually run by sshd as the forced command of the master's key:
+/// `command="/usr/share/munin/munin-async --spoolfetch"`.
+#[derive(Debug, Parser)]
+#[command(name = "munin-async", version, infer_long_args = true, after_help = AFTER_HELP)]
+pub struct AsyncOpts {
+    /// Directory holding the spooled data.
+    #[arg(short = 's', long, value_name = "DIR", default_value = DEFAULT_SPOOLDIR)]
+    pub spooldir: PathBuf,
+    /// Name in the greeting [default: hostname from SPOOL-META, else the system's name].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Clean up the spool directory after the session.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Clean up the spool directory and exit (no session).
+    #[arg(long)]
+    pub cleanupandexit: bool,
+    /// Announce the "spool" capability, so the master uses spoolfetch.
+    #[arg(long)]
+    pub spoolfetch: bool,
+    /// Accepted for compatibility; "config" and "fetch" are always answered from the
+    /// newest spooled sample.
+    #[arg(long)]
+    pub vectorfetch: bool,
+    /// How far one spoolfetch reaches past the oldest sample it sends, in seconds; 0 for
+    /// no limit [default: 6 spool intervals, 6 days with Debian's settings].
+    #[arg(long, value_name = "SECONDS")]
+    pub catchup_window: Option<u64>,
+    /// Log what happens (sessions, cleanup).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Log every command received (implies --verbose).
+    #[arg(long)]
+    pub debug: bool,
+    /// Log to stderr instead of syslog.
+    #[arg(long)]
+    pub screen: bool,
+}
+
+const AFTER_HELP: &str = "\
+Nothing but the munin protocol is written to stdout; logs go to syslog (facility daemon),
+or to stderr with --screen.
+
+Exit status: 0 when the session ended (also when the master hung up), 1 when the spool
+directory cannot be used or writing to the master failed, 2 for a wrong command line.";
+
+/// What to do after the options are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve a session, then clean up if `cleanup`.
+    Serve {
+        /// Clean up after the session.
+        cleanup: bool,
+    },
+    /// Clean up and exit.
+    CleanupOnly,
+}
+
+/// munin-async's validated configuration.
+#[derive(Debug, Clone)]
+pub struct AsyncConfig {
+    /// The spool directory.
+    pub spooldir: PathBuf,
+    /// `--hostname`, checked.
+    pub hostname: Option<String>,
+    /// What to do.
+    pub mode: Mode,
+    /// Announce `spool`.
+    pub spoolfetch: bool,
+    /// The catch-up window.
+    pub catchup: Catchup,
+    /// Where logs go.
+    pub log_target: Target,
+    /// The most detailed level logged.
+    pub log_level: Level,
+}
+
+impl AsyncOpts {
+    /// Checks the options; the error is one line for the user.
+    pub fn into_config(self) -> Result<AsyncConfig, String> {
+        if let Some(h) = &self.hostname {
+            if !crate::meta::is_hostname(h.as_bytes()) {
+                return Err(format!(
+                    "--hostname {h:?}: a host name must be 1 to 253 printable characters without spaces"
+                ));
+            }
+        }
+        if self.spooldir.as_os_str().is_empty() {
+            return Err("--spooldir: the path is empty".into());
+        }
+        Ok(AsyncConfig {
+            spooldir: self.spooldir,
+            hostname: self.hostname,
+            mode: if self.cleanupandexit {
+                Mode::CleanupOnly
+            } else {
+                Mode::Serve {
+                    cleanup: self.cleanup,
+                }
+            },
+            spoolfetch: self.spoolfetch,
+            catchup: self
+                .catchup_window
+                .map_or(DEFAULT_CATCHUP, Catchup::Seconds),
+            log_target: if self.screen {
+                Target::Stderr
+            } else {
+                Target::Syslog
+            },
+            log_level: if self.debug {
+                Level::Debug
+            } else if self.verbose {
+                Level::Info
+            } else {
+                Level::Warning
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<AsyncConfig, String> {
+        AsyncOpts::try_parse_from(std::iter::once("munin-async").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?
+            .into_config()
+    }
+
+    #[test]
+    fn perl_options_and_abbreviations() {
+        let c = parse(&["--spool", "/tmp/x", "--spoolfetch", "--cleanup", "-v"]).unwrap();
+        assert_eq!(c.spooldir, PathBuf::from("/tmp/x"));
+        assert!(c.spoolfetch);
+        assert_eq!(c.mode, Mode::Serve { cleanup: true });
+        assert_eq!(c.log_level, Level::Info);
+        let c = parse(&["-s", "/tmp/y", "--cleanupandexit", "--screen"]).unwrap();
+        assert_eq!(c.mode, Mode::CleanupOnly);
+        assert_eq!(c.log_target, Target::Stderr);
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.spooldir, PathBuf::from(DEFAULT_SPOOLDIR));
+        assert_eq!(c.catchup, DEFAULT_CATCHUP);
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        assert!(parse(&["--hostname", "a b"]).is_err());
+        assert!(parse(&["--hostname", ""]).is_err());
+        assert!(parse(&["--catchup-window", "-5"]).is_err());
+        assert!(parse(&["--spooldir", ""]).is_err());
+        assert!(parse(&["--clean"]).is_err(), "ambiguous abbreviation");
+        assert!(parse(&["--frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Logging to syslog, or to stderr with `--screen`; never to stdout, which carries the
+//! protocol.
+//!
+//! Syslog messages go straight to `/dev/log` as datagrams (facility daemon), so logging
+//! needs no dependency. When syslog cannot be reached the message is dropped: falling back
+//! to stderr would fill the pipe of an ssh master that never reads it.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+
+/// Severity, with syslog's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Something failed.
+    Error = 3,
+    /// Something is wrong but we went on.
+    Warning = 4,
+    /// What a sysadmin may want to see with `--verbose`.
+    Info = 6,
+    /// Protocol traces, with `--debug`.
+    Debug = 7,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The system log, through `/dev/log`.
+    Syslog,
+    /// Standard error (`--screen`).
+    Stderr,
+}
+
+struct Logger {
+    ident: &'static str,
+    target: Target,
+    max: Level,
+    socket: Option<UnixDatagram>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Sets up logging once per process; later calls are ignored. Until then nothing is logged.
+pub fn init(ident: &'static str, target: Target, max: Level) {
+    let socket = match target {
+        Target::Syslog => UnixDatagram::unbound().ok(),
+        Target::Stderr => None,
+    };
+    let _ = LOGGER.set(Logger {
+        ident,
+        target,
+        max,
+        socket,
+    });
+}
+
+/// Whether a message of this level would be written.
+pub fn enabled(level: Level) -> bool {
+    LOGGER.get().is_some_and(|l| level <= l.max)
+}
+
+/// Logs one message.
+pub fn log(level: Level, args: fmt::Arguments<'_>) {
+    let Some(l) = LOGGER.get() else { return };
+    if level > l.max {
+        return;
+    }
+    match l.target {
+        Target::Stderr => {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}[{}]: {}: {}",
+                l.ident,
+                std::process::id(),
+                level.name(),
+                args
+            );
+        }
+        Target::Syslog => {
+            if let Some(sock) = &l.socket {
+                const DAEMON: u8 = 3;
+                let msg = format!(
+                    "<{}>{}[{}]: {}",
+                    DAEMON * 8 + level as u8,
+                    l.ident,
+                    std::process::id(),
+                    args
+                );
+                let _ = sock.send_to(msg.as_bytes(), "/dev/log");
+            }
+        }
+    }
+}
+
+/// Bytes from a peer or a file, quoted and escaped for a log line.
+pub struct Quoted<'a>(pub &'a [u8]);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 200;
+        f.write_str("\"")?;
+        for &b in self.0.iter().take(MAX) {
+            write!(f, "{}", std::ascii::escape_default(b))?;
+        }
+        if self.0.len() > MAX {
+            write!(f, "…({} bytes)", self.0.len())?;
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Logs an error.
+#[macro_export]
+macro_rules! log_error { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Error, format_args!($($t)*)) } }
+/// Logs a warning.
+#[macro_export]
+macro_rules! log_warn { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Warning, format_args!($($t)*)) } }
+/// Logs what `--verbose` shows.
+#[macro_export]
+macro_rules! log_info { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Info, format_args!($($t)*)) } }
+/// Logs what `--debug` shows.
+#[macro_export]
+macro_rules! log_debug { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Debug, format_args!($($t)*)) } }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_and_bounds() {
+        assert_eq!(Quoted(b"ok\n\xff").to_string(), "\"ok\\n\\xff\"");
+        let long = vec![b'a'; 300];
+        assert!(Quoted(&long).to_string().ends_with("…(300 bytes)\""));
+    }
+}

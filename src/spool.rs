@@ -1,0 +1,198 @@
+//! A spool directory, as the reader sees it.
+//!
+//! Lists interval files and streams one file's records into a [`RecordSink`]. Files are
+//! found by listing the directory and parsing names ([`IntervalFile::parse`]); no path is
+//! ever built from what a master sends. A file is read up to the length it had while we
+//! held a shared `flock` on it: Perl's writer holds an exclusive lock while it appends a
+//! record, so that length ends on a record boundary, and the lock is released before we
+//! stream, so a slow master never stalls the writer.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::line::read_line;
+use crate::meta::SpoolMeta;
+use crate::names::IntervalFile;
+use crate::record::{RecordSink, ScanStats, Scanner, MAX_LINE};
+
+/// Read buffer size for spool files.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// An error about the spool directory or one of its files, saying which.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// The spool directory does not exist.
+    Missing(PathBuf),
+    /// The spool path exists but is not a directory.
+    NotADirectory(PathBuf),
+    /// An I/O error on this path.
+    Io {
+        /// The directory or file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The name matched a spool file but the entry is not a regular file (a symlink, say).
+    NotAFile(PathBuf),
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::Missing(p) => write!(f, "spool directory {} does not exist", p.display()),
+            SpoolError::NotADirectory(p) => {
+                write!(f, "spool directory {} is not a directory", p.display())
+            }
+            SpoolError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            SpoolError::NotAFile(p) => write!(f, "{}: not a regular file, skipped", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Scanning a file failed: either the spool file or the sink (the master's side).
+#[derive(Debug)]
+pub enum ScanError<E> {
+    /// Reading the spool file failed.
+    Spool(SpoolError),
+    /// The sink failed.
+    Sink(E),
+}
+
+/// A spool directory that exists and can be listed.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// Checks that `dir` is a directory we can list.
+    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(SpoolError::NotADirectory(dir.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SpoolError::Missing(dir.to_path_buf()))
+            }
+            Err(source) => {
+                return Err(SpoolError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        fs::read_dir(dir).map_err(|source| SpoolError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads SPOOL-META (empty when missing).
+    pub fn meta(&self) -> Result<SpoolMeta, SpoolError> {
+        SpoolMeta::load(&self.dir).map_err(|source| SpoolError::Io {
+            path: self.dir.join(crate::meta::FILE_NAME),
+            source,
+        })
+    }
+
+    /// Every interval file, sorted by service, then interval start and size.
+    pub fn interval_files(&self) -> Result<Vec<IntervalFile>, SpoolError> {
+        let io_err = |source| SpoolError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            if let Some(f) = IntervalFile::parse(entry.file_name().as_encoded_bytes()) {
+                files.push(f);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// The spooled plugin names, sorted and unique.
+    pub fn plugins(&self) -> Result<Vec<String>, SpoolError> {
+        let mut names: Vec<String> = self
+            .interval_files()?
+            .into_iter()
+            .map(|f| f.service)
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The path of an interval file.
+    pub fn path_of(&self, f: &IntervalFile) -> PathBuf {
+        self.dir.join(f.file_name())
+    }
+
+    /// Opens an interval file for reading: a regular file (not a link to one elsewhere),
+    /// and its committed length.
+    fn open_file(&self, f: &IntervalFile) -> Result<(File, u64), SpoolError> {
+        let path = self.path_of(f);
+        let err = |source| SpoolError::Io {
+            path: path.clone(),
+            source,
+        };
+        let before = fs::symlink_metadata(&path).map_err(err)?;
+        if !before.file_type().is_file() {
+            return Err(SpoolError::NotAFile(path));
+        }
+        let file = File::open(&path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+            return Err(SpoolError::NotAFile(path));
+        }
+        // Perl's writer appends a record under an exclusive lock; its length under our
+        // shared lock ends on a record boundary.
+        file.lock_shared().map_err(err)?;
+        let len = file.metadata().map(|m| m.len());
+        file.unlock().map_err(err)?;
+        Ok((file, len.map_err(err)?))
+    }
+
+    /// Streams the records of one interval file into `sink`.
+    pub fn scan_file<S: RecordSink>(
+        &self,
+        f: &IntervalFile,
+        sink: &mut S,
+        line: &mut Vec<u8>,
+    ) -> Result<ScanStats, ScanError<S::Error>> {
+        let (file, len) = self.open_file(f).map_err(ScanError::Spool)?;
+        let mut reader = BufReader::with_capacity(READ_BUFFER, file.take(len));
+        let mut scanner = Scanner::new();
+        loop {
+            let read = read_line(&mut reader, line, MAX_LINE).map_err(|source| {
+                ScanError::Spool(SpoolError::Io {
+                    path: self.path_of(f),
+                    source,
+                })
+            })?;
+            let Some((end, n)) = read else { break };
+            scanner.line(line, end, n, sink).map_err(ScanError::Sink)?;
+        }
+        scanner.finish(sink).map_err(ScanError::Sink)?;
+        Ok(scanner.stats())
+    }
+}

@@ -1,0 +1,263 @@
+//! `spoolfetch`: replaying the spool to the master, and the newest record for
+//! `config`/`fetch`.
+//!
+//! The master stores as its cursor the **largest** timestamp it received. So every record
+//! at or below that timestamp must be sent in the same reply, for every plugin, or it is
+//! skipped forever. Perl's catch-up limit (six files per plugin) breaks that; ours is one
+//! time window, the same for all plugins: records newer than the cursor and no later
+//! than the oldest such record plus the window length. The window always holds at least
+//! one record when there is one to send, so the cursor always moves.
+
+use std::io::{self, Write};
+
+use crate::names::IntervalFile;
+use crate::record::{write_served_line, Epoch, RecordSink, MAX_RECORD};
+use crate::spool::{ScanError, Spool};
+use crate::{log_error, log_warn};
+
+/// Bytes gathered before a write to the master.
+const OUT_CHUNK: usize = 128 * 1024;
+
+/// The records one spoolfetch sends: `after < t <= until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The master's cursor: only newer records are sent.
+    pub after: u64,
+    /// The newest time sent in this reply.
+    pub until: u64,
+}
+
+impl Window {
+    /// Whether a record with this time is sent.
+    pub fn contains(&self, t: u64) -> bool {
+        t > self.after && t <= self.until
+    }
+
+    /// Whether an interval file can hold records of the window. Like Perl, a file is
+    /// skipped when its interval ended before the cursor.
+    pub fn may_hold(&self, f: &IntervalFile) -> bool {
+        f.end() >= self.after && f.start <= self.until
+    }
+
+    /// Plans the window for `spoolfetch after`, with a catch-up span in seconds (0: no
+    /// limit).
+    pub fn plan(spool: &Spool, files: &[IntervalFile], after: u64, span: u64) -> Window {
+        let unlimited = Window {
+            after,
+            until: u64::MAX,
+        };
+        let newest_end = files.iter().map(IntervalFile::end).max().unwrap_or(0);
+        if span == 0 || after.saturating_add(span) >= newest_end {
+            // Every record is older than its file's end: the span cannot cut anything.
+            return unlimited;
+        }
+        match first_record_after(spool, files, after) {
+            Some(t0) => Window {
+                after,
+                until: t0.saturating_add(span),
+            },
+            None => unlimited,
+        }
+    }
+}
+
+/// Finds the oldest intact record newer than `after` in any file.
+fn first_record_after(spool: &Spool, files: &[IntervalFile], after: u64) -> Option<u64> {
+    struct Probe {
+        after: u64,
+        best: Option<u64>,
+    }
+    impl RecordSink for Probe {
+        type Error = ();
+        fn wants(&mut self, t: u64) -> bool {
+            t > self.after && self.best.is_none_or(|b| t < b)
+        }
+        fn begin(&mut self, e: &Epoch) -> Result<(), ()> {
+            self.best = Some(e.value());
+            // Records in a file are in time order: the rest of this file cannot do better.
+            Err(())
+        }
+        fn line(&mut self, _: &[u8]) -> Result<(), ()> {
+            Ok(())
+        }
+        fn end(&mut self) -> Result<(), ()> {
+            Ok(())
+        }
+    }
+    let mut candidates: Vec<&IntervalFile> = files.iter().filter(|f| f.end() > after).collect();
+    candidates.sort_by_key(|f| f.start.max(after.saturating_add(1)));
+    let mut probe = Probe { after, best: None };
+    let mut line = Vec::new();
+    for f in candidates {
+        if probe
+            .best
+            .is_some_and(|b| f.start.max(after.saturating_add(1)) >= b)
+        {
+            break;
+        }
+        match spool.scan_file(f, &mut probe, &mut line) {
+            Ok(_) | Err(ScanError::Sink(())) => {}
+            Err(ScanError::Spool(e)) => log_error!("{e}"),
+        }
+    }
+    probe.best
+}
+
+/// What a spoolfetch sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Records sent.
+    pub records: u64,
+    /// Damaged stretches skipped.
+    pub damaged: u64,
+    /// Files that could not be read.
+    pub unreadable: u64,
+    /// The newest time sent (what the master will store as its cursor).
+    pub newest: Option<u64>,
+}
+
+/// Writes served records to the master in large chunks.
+struct Served<'w, W: Write> {
+    out: &'w mut W,
+    buf: Vec<u8>,
+    window: Window,
+    epoch: Option<Epoch>,
+    report: FetchReport,
+}
+
+impl<W: Write> RecordSink for Served<'_, W> {
+    type Error = io::Error;
+    fn wants(&mut self, t: u64) -> bool {
+        self.window.contains(t)
+    }
+    fn begin(&mut self, e: &Epoch) -> io::Result<()> {
+        self.epoch = Some(*e);
+        self.report.records += 1;
+        self.report.newest = self.report.newest.max(Some(e.value()));
+        Ok(())
+    }
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        if let Some(e) = &self.epoch {
+            write_served_line(line, e, &mut self.buf);
+        }
+        if self.buf.len() >= OUT_CHUNK {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+    fn end(&mut self) -> io::Result<()> {
+        self.epoch = None;
+        Ok(())
+    }
+}
+
+/// Sends every record in `window`, plugin by plugin in name order, then the closing `.`.
+/// Damaged parts and unreadable files are logged and skipped; only an error writing to
+/// the master is returned.
+pub fn spoolfetch<W: Write>(
+    spool: &Spool,
+    files: &[IntervalFile],
+    window: Window,
+    out: &mut W,
+) -> io::Result<FetchReport> {
+    let mut sink = Served {
+        out,
+        buf: Vec::with_capacity(OUT_CHUNK + MAX_RECORD.min(64 * 1024)),
+        window,
+        epoch: None,
+        report: FetchReport::default(),
+    };
+    let mut line = Vec::new();
+    for f in files.iter().filter(|f| window.may_hold(f)) {
+        match spool.scan_file(f, &mut sink, &mut line) {
+            Ok(stats) => {
+                if stats.damaged > 0 {
+                    sink.report.damaged += stats.damaged;
+                    if let Some((offset, what)) = stats.first_damage {
+                        log_warn!(
+                            "{}: skipped {} damaged part(s), the first at byte {offset}: {what}",
+                            spool.path_of(f).display(),
+                            stats.damaged
+                        );
+                    }
+                }
+            }
+            Err(ScanError::Sink(e)) => return Err(e),
+            Err(ScanError::Spool(e)) => {
+                sink.report.unreadable += 1;
+                log_error!("{e}");
+            }
+        }
+    }
+    sink.buf.extend_from_slice(b".\n");
+    sink.out.write_all(&sink.buf)?;
+    sink.out.flush()?;
+    Ok(sink.report)
+}
+
+/// The newest intact record of one plugin: its time and its lines, each ending in `\n`.
+pub fn newest_record(
+    spool: &Spool,
+    files: &[IntervalFile],
+    service: &str,
+) -> Option<(Epoch, Vec<u8>)> {
+    struct Last {
+        current: Vec<u8>,
+        epoch: Option<Epoch>,
+        overflow: bool,
+        last: Option<(Epoch, Vec<u8>)>,
+    }
+    impl RecordSink for Last {
+        type Error = std::convert::Infallible;
+        fn wants(&mut self, _: u64) -> bool {
+            true
+        }
+        fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
+            self.current.clear();
+            self.epoch = Some(*e);
+            self.overflow = false;
+            Ok(())
+        }
+        fn line(&mut self, line: &[u8]) -> Result<(), Self::Error> {
+            if self.current.len() + line.len() >= MAX_RECORD {
+                self.overflow = true;
+            } else {
+                self.current.extend_from_slice(line);
+                self.current.push(b'\n');
+            }
+            Ok(())
+        }
+        fn end(&mut self) -> Result<(), Self::Error> {
+            if let (Some(e), false) = (self.epoch.take(), self.overflow) {
+                let newer = self
+                    .last
+                    .as_ref()
+                    .is_none_or(|(l, _)| e.value() >= l.value());
+                if newer {
+                    self.last = Some((e, std::mem::take(&mut self.current)));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut sink = Last {
+        current: Vec::new(),
+        epoch: None,
+        overflow: false,
+        last: None,
+    };
+    let mut line = Vec::new();
+    // Newest interval first; the first one with an intact record has the newest.
+    for f in files.iter().rev().filter(|f| f.service == service) {
+        match spool.scan_file(f, &mut sink, &mut line) {
+            Ok(_) => {}
+            Err(ScanError::Sink(never)) => match never {},
+            Err(ScanError::Spool(e)) => log_error!("{e}"),
+        }
+        if sink.last.is_some() {
+            break;
+        }
+    }
+    sink.last
+}
