@@ -1,0 +1,186 @@
+//! Test harness: temporary spools, the real programs (ours and Debian's), bounded waits.
+//!
+//! Every component a test needs is checked with [`require`], which fails the test with
+//! the package to install: a missing component never makes a test pass silently.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+pub use tempfile::TempDir;
+
+/// Debian's Perl munin-async, the reference.
+pub const PERL_ASYNC: &str = "/usr/share/munin/munin-async";
+/// Debian's munin-update.
+pub const MUNIN_UPDATE: &str = "/usr/share/munin/munin-update";
+
+/// Fails the test unless `path` exists, naming the Debian package that provides it.
+pub fn require(path: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    assert!(
+        p.exists(),
+        "{path} is missing: install Debian's {package} (the README's test command does)"
+    );
+    p
+}
+
+/// Fails the test unless it runs as root (sshd, su and mount namespaces need it).
+pub fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("id");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "this test needs root, as the README's test command runs"
+    );
+}
+
+/// Our munin-async binary.
+pub fn our_async() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_munin-async"))
+}
+
+/// A temporary directory that other users (munin, munin-async) can enter.
+pub fn tempdir() -> TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("munin-async-test.")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// A finished process.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Runs a command with `input` on stdin; fails the test if it takes longer than `limit`.
+pub fn run(cmd: &mut Command, input: &[u8], limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        // The program may stop reading early (quit); that is not an error here.
+        let _ = stdin.write_all(&input);
+    });
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(r) => r.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{:?} did not finish within {limit:?}", cmd.get_program());
+        }
+    };
+    let _ = writer.join();
+    Output {
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
+}
+
+/// Runs our munin-async on `spool` with extra arguments and the given input.
+pub fn ours(spool: &Path, args: &[&str], input: impl AsRef<[u8]>) -> Output {
+    run(
+        Command::new(our_async())
+            .arg("--spooldir")
+            .arg(spool)
+            .args(args)
+            .arg("--screen"),
+        input.as_ref(),
+        Duration::from_secs(60),
+    )
+}
+
+/// Runs Debian's Perl munin-async on `spool`.
+pub fn perls(spool: &Path, args: &[&str], input: impl AsRef<[u8]>) -> Output {
+    require(PERL_ASYNC, "munin-async");
+    run(
+        Command::new("perl")
+            .arg(PERL_ASYNC)
+            .arg("--spooldir")
+            .arg(spool)
+            .args(args),
+        input.as_ref(),
+        Duration::from_secs(120),
+    )
+}
+
+/// One sample for Perl's SpoolWriter: time, plugin name, output lines.
+pub struct Sample<'a> {
+    pub time: u64,
+    pub plugin: &'a str,
+    pub lines: Vec<String>,
+}
+
+/// Writes samples into `spool` with Debian's own `Munin::Node::SpoolWriter`.
+pub fn perl_spool(spool: &Path, interval: u64, hostname: &str, samples: &[Sample]) {
+    require("/usr/share/perl5/Munin/Node/SpoolWriter.pm", "munin-async");
+    fs::create_dir_all(spool).unwrap();
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut script = format!(
+        "use Munin::Node::SpoolWriter;\nmy $w = Munin::Node::SpoolWriter->new(spooldir => '{}', interval_size => {interval}, hostname => '{hostname}');\n",
+        spool.display()
+    );
+    for s in samples {
+        let lines: Vec<String> = s
+            .lines
+            .iter()
+            .map(|l| format!("pack('H*', '{}')", hex(l)))
+            .collect();
+        script += &format!(
+            "$w->write({}, pack('H*', '{}'), [{}]);\n",
+            s.time,
+            hex(s.plugin),
+            lines.join(", ")
+        );
+    }
+    let out = run(
+        &mut Command::new("perl"),
+        script.as_bytes(),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "perl SpoolWriter failed: {}",
+        out.stderr()
+    );
+}
+
+/// Lines from a slice of string literals.
+pub fn lines(l: &[&str]) -> Vec<String> {
+    l.iter().map(|s| s.to_string()).collect()
+}
+
+/// The body of a reply: the output without the greeting line.
+pub fn after_greeting(out: &str) -> &str {
+    out.split_once('\n').map_or("", |(_, rest)| rest)
+}

@@ -1,0 +1,4 @@
+//! Integration tests: the real programs, ours and Debian's, in temporary directories.
+
+mod harness;
+mod session;
