@@ -1,4 +1,5 @@
 //! Integration tests: the real programs, ours and Debian's, in temporary directories.
 
 mod harness;
+mod differential;
 mod session;
