@@ -72,12 +72,24 @@ fn every_sample_arrives_exactly_once_through_the_window() {
     let expected = backlog(spool.path());
     let (got, spans) = play_master(|input| ours(spool.path(), &["--spoolfetch"], input));
     let missing: Vec<_> = expected.iter().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{} samples never sent, first {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "{} samples never sent, first {:?}",
+        missing.len(),
+        missing.first()
+    );
     assert!(got.values().all(|&n| n == 1), "a sample was sent twice");
     assert_eq!(got.len(), expected.len());
-    assert!(spans.len() >= 2, "a 10-day backlog takes more than one reply with a 6-day window");
+    assert!(
+        spans.len() >= 2,
+        "a 10-day backlog takes more than one reply with a 6-day window"
+    );
     for (lo, hi) in spans {
-        assert!(hi - lo <= 6 * DAY, "a reply spans {} s, more than the window", hi - lo);
+        assert!(
+            hi - lo <= 6 * DAY,
+            "a reply spans {} s, more than the window",
+            hi - lo
+        );
     }
 }
 
@@ -93,7 +105,13 @@ fn a_gap_longer_than_the_window_does_not_stall_the_master() {
         });
     }
     perl_spool(spool.path(), 3600, "gap.example", &samples);
-    let (got, spans) = play_master(|input| ours(spool.path(), &["--spoolfetch", "--catchup-window", "86400"], input));
+    let (got, spans) = play_master(|input| {
+        ours(
+            spool.path(),
+            &["--spoolfetch", "--catchup-window", "86400"],
+            input,
+        )
+    });
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(spans.len(), 2);
 }
@@ -105,6 +123,9 @@ fn perl_loses_samples_on_the_same_backlog() {
     let expected = backlog(spool.path());
     let (got, _) = play_master(|input| perls(spool.path(), &["--spoolfetch"], input));
     let lost = expected.iter().filter(|k| !got.contains_key(*k)).count();
-    assert!(lost > 0, "Perl munin-async delivered everything; the comparison is moot");
+    assert!(
+        lost > 0,
+        "Perl munin-async delivered everything; the comparison is moot"
+    );
     eprintln!("Perl munin-async lost {lost} of {} samples", expected.len());
 }

@@ -20,7 +20,11 @@ const INTERVAL: u64 = 3600;
 fn shapes() -> Vec<(&'static str, fn(u64) -> Vec<String>)> {
     vec![
         ("load", |i| {
-            let title = if i < 15 { "Load average" } else { "Load average (changed)" };
+            let title = if i < 15 {
+                "Load average"
+            } else {
+                "Load average (changed)"
+            };
             vec![
                 format!("graph_title {title}"),
                 "graph_vlabel load".into(),
@@ -76,7 +80,9 @@ fn shapes() -> Vec<(&'static str, fn(u64) -> Vec<String>)> {
                 "a.label has: colons and spaces".into(),
             ]
         }),
-        ("a-b", |i| vec!["graph_title dash".into(), format!("x.value {i}")]),
+        ("a-b", |i| {
+            vec!["graph_title dash".into(), format!("x.value {i}")]
+        }),
         ("mg.dot", |i| {
             vec![
                 "multigraph mg_dot_root".into(),
@@ -134,7 +140,10 @@ fn replies(out: &str) -> Vec<String> {
 }
 
 fn session_input(cursors: &[u64]) -> String {
-    let mut s: String = cursors.iter().map(|c| format!("spoolfetch {c}\n")).collect();
+    let mut s: String = cursors
+        .iter()
+        .map(|c| format!("spoolfetch {c}\n"))
+        .collect();
     s.push_str("quit\n");
     s
 }
@@ -149,7 +158,9 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
     let mut per_plugin: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for entry in fs::read_dir(all.path()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let Some(rest) = name.strip_prefix("munin-daemon.") else { continue };
+        let Some(rest) = name.strip_prefix("munin-daemon.") else {
+            continue;
+        };
         let service = rest.split('.').next().unwrap().to_string();
         let dir = all.path().join(format!("only-{service}"));
         if !dir.exists() {
@@ -158,15 +169,33 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
         }
         fs::copy(all.path().join(&name), dir.join(&name)).unwrap();
     }
-    let services: Vec<String> = ["a_b", "dirty", "if_eth0_100", "load", "mg_dot", "shapes", "stamped"].map(String::from).to_vec();
+    let services: Vec<String> = [
+        "a_b",
+        "dirty",
+        "if_eth0_100",
+        "load",
+        "mg_dot",
+        "shapes",
+        "stamped",
+    ]
+    .map(String::from)
+    .to_vec();
     for service in &services {
         let dir = all.path().join(format!("only-{service}"));
         let perl = perls(&dir, &["--spoolfetch"], &input);
         let rust = ours(&dir, &["--spoolfetch"], &input);
-        assert!(perl.status.success() && rust.status.success(), "{}", rust.stderr());
+        assert!(
+            perl.status.success() && rust.status.success(),
+            "{}",
+            rust.stderr()
+        );
         assert_eq!(rust.stderr(), "", "ours logged problems for {service}");
         let (p, r) = (perl.stdout(), rust.stdout());
-        assert!(p.len() > 10_000, "{service}: Perl sent too little to compare: {}", p.len());
+        assert!(
+            p.len() > 10_000,
+            "{service}: Perl sent too little to compare: {}",
+            p.len()
+        );
         if p != r {
             let (pr, rr) = (replies(&p), replies(&r));
             for (i, c) in cursors.iter().enumerate() {
@@ -189,7 +218,10 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
         let mut r: Vec<&str> = rr[i].lines().collect();
         p.sort_unstable();
         r.sort_unstable();
-        assert_eq!(r, p, "whole spool, spoolfetch {c}: not the same lines as Perl");
+        assert_eq!(
+            r, p,
+            "whole spool, spoolfetch {c}: not the same lines as Perl"
+        );
     }
 }
 
@@ -197,7 +229,11 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
 fn sealed_records_are_read_alike_by_perl_and_by_us() {
     // What our writer will write: Perl's reader must serve it unchanged.
     let dir = tempdir();
-    fs::write(dir.path().join("SPOOL-META"), "hostname:sealed.example\ninterval_size:3600\n").unwrap();
+    fs::write(
+        dir.path().join("SPOOL-META"),
+        "hostname:sealed.example\ninterval_size:3600\n",
+    )
+    .unwrap();
     let mut files: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     for i in 0..COUNT {
         let t = START + i * STEP;
@@ -205,14 +241,25 @@ fn sealed_records_are_read_alike_by_perl_and_by_us() {
             "multigraph sealed\ngraph_title sealed\nv.label v\nv.value {i}\nw.value {}:{i}\nu.value U\n",
             t - 3
         );
-        munin_async::record::write_sealed(t, body.as_bytes(), files.entry(t - t % INTERVAL).or_default());
+        munin_async::record::write_sealed(
+            t,
+            body.as_bytes(),
+            files.entry(t - t % INTERVAL).or_default(),
+        );
     }
     for (start, bytes) in &files {
-        fs::write(dir.path().join(format!("munin-daemon.sealed.{start}.{INTERVAL}")), bytes).unwrap();
+        fs::write(
+            dir.path()
+                .join(format!("munin-daemon.sealed.{start}.{INTERVAL}")),
+            bytes,
+        )
+        .unwrap();
     }
     let input = session_input(&cursors());
     let perl = perls(dir.path(), &["--spoolfetch"], &input);
     let rust = ours(dir.path(), &["--spoolfetch"], &input);
-    assert!(perl.stdout().contains(&format!("v.value {}:29", START + 29 * STEP)));
+    assert!(perl
+        .stdout()
+        .contains(&format!("v.value {}:29", START + 29 * STEP)));
     assert_eq!(rust.stdout(), perl.stdout());
 }
