@@ -46,7 +46,7 @@ pub fn read_line<R: BufRead + ?Sized>(
                 Some((LineEnd::Eof, consumed))
             });
         }
-        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, found) = match memchr::memchr(b'\n', available) {
             Some(i) => (&available[..i], true),
             None => (available, false),
         };

@@ -214,11 +214,13 @@ fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
         return (nspace >= 2).then(|| (field, &rest[nspace - 1..]));
     }
     if let Some(v) = value.strip_prefix(b"N:") {
-        if !v.is_empty() && !v.contains(&b':') {
+        if !v.is_empty() && memchr::memchr(b':', v).is_none() {
             return Some((field, v));
         }
     }
-    (!value.contains(&b':')).then_some((field, value))
+    memchr::memchr(b':', value)
+        .is_none()
+        .then_some((field, value))
 }
 
 /// Receives the records a [`Scanner`] finds.
