@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
         Some(x) => x,
         None => return,
     };
-    let mut sink = Sink { after: u64::from(first) * 1000, epoch: None, out: Vec::new() };
+    let mut sink = Sink {
+        after: u64::from(first) * 1000,
+        epoch: None,
+        out: Vec::new(),
+    };
     let mut scanner = Scanner::new();
     let capacity = usize::from(first % 16) + 1;
     let mut reader = std::io::BufReader::with_capacity(capacity, file);
