@@ -16,8 +16,10 @@ const STEP: u64 = 600;
 const COUNT: u64 = 30;
 const INTERVAL: u64 = 3600;
 
-/// Plugin name → the output lines of sample `i`.
-fn shapes() -> Vec<(&'static str, fn(u64) -> Vec<String>)> {
+/// A plugin name and the output lines of its sample `i`.
+type Shape = (&'static str, fn(u64) -> Vec<String>);
+
+fn shapes() -> Vec<Shape> {
     vec![
         ("load", |i| {
             let title = if i < 15 {
@@ -110,7 +112,7 @@ fn cursors() -> Vec<u64> {
     c
 }
 
-fn write_spool(dir: &Path, names: &[(&'static str, fn(u64) -> Vec<String>)]) {
+fn write_spool(dir: &Path, names: &[Shape]) {
     let mut samples = Vec::new();
     for i in 0..COUNT {
         for (name, lines) in names {

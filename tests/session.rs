@@ -127,7 +127,7 @@ fn spoolfetch_last_seconds() {
     let out = ours(
         spool.path(),
         &["--spoolfetch"],
-        &format!("spoolfetch -{}\n", now - T0),
+        format!("spoolfetch -{}\n", now - T0),
     );
     let body = out.stdout();
     assert!(!body.contains(&format!("load.value {T0}:")), "{body}");
