@@ -1,7 +1,7 @@
 //! Command-line options, and the validated configuration built from them before any I/O.
 //!
 //! The options are Perl munin-async's, with the same meanings; Getopt::Long accepted
-//! unambiguous abbreviations (`--spool`), and so do we.
+//! unambiguous abbreviations (`--spoold`), and so do we.
 
 use std::path::PathBuf;
 
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn perl_options_and_abbreviations() {
-        let c = parse(&["--spool", "/tmp/x", "--spoolfetch", "--cleanup", "-v"]).unwrap();
+        let c = parse(&["--spoold", "/tmp/x", "--spoolf", "--cleanup", "-v"]).unwrap();
         assert_eq!(c.spooldir, PathBuf::from("/tmp/x"));
         assert!(c.spoolfetch);
         assert_eq!(c.mode, Mode::Serve { cleanup: true });
@@ -176,6 +176,8 @@ mod tests {
         assert!(parse(&["--hostname", ""]).is_err());
         assert!(parse(&["--catchup-window", "-5"]).is_err());
         assert!(parse(&["--spooldir", ""]).is_err());
+        // Ambiguous, as Perl's Getopt::Long says too (spooldir, spoolfetch).
+        assert!(parse(&["--spool", "/tmp/x"]).is_err());
         assert!(parse(&["--clean"]).is_err(), "ambiguous abbreviation");
         assert!(parse(&["--frobnicate"]).is_err());
     }
