@@ -1,12 +1,13 @@
 //! munin-async's main flow: set up logging, open the spool, serve, clean up.
 
-use std::io::{self, BufWriter};
+use std::io;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cleanup::cleanup;
 use crate::cli::{exit, AsyncConfig, Mode};
 use crate::log;
+use crate::output::ThreadedWriter;
 use crate::session::{self, SessionConfig, SessionError};
 use crate::spool::Spool;
 use crate::{log_error, log_info, log_warn};
@@ -85,10 +86,9 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
             .unwrap_or(crate::meta::DEFAULT_INTERVAL_SIZE),
         clock: system_clock,
     };
-    let stdin = io::stdin();
-    let mut input = stdin.lock();
-    let mut output = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    let result = session::run(&spool, &session_cfg, &mut input, &mut output);
+    widen_stdout_pipe();
+    let mut output = ThreadedWriter::new(io::stdout());
+    let result = session::run(&spool, &session_cfg, io::stdin().lock(), &mut output);
     let code = match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(SessionError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
@@ -129,4 +129,11 @@ fn run_cleanup(spool: &Spool, max_age: u64, target: log::Target) -> ExitCode {
         ),
         Err(e) => fatal(target, format_args!("cleanup: {e}")),
     }
+}
+
+/// Asks for a 1 MiB pipe buffer when stdout is a pipe, so replies stream while the reader
+/// drains them; on anything else (a socket, a file) the call fails harmlessly.
+fn widen_stdout_pipe() {
+    // SAFETY: fcntl on fd 1 with F_SETPIPE_SZ takes an int and touches no memory of ours.
+    let _ = unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20) };
 }

@@ -96,10 +96,14 @@ pub enum Header {
 }
 
 /// Whether a line starts a record for Perl's reader (`^timestamp \d`).
+#[inline]
 pub fn is_header(line: &[u8]) -> bool {
-    line.strip_prefix(HEADER)
-        .and_then(|r| r.first())
-        .is_some_and(u8::is_ascii_digit)
+    // Most lines fail on the first byte.
+    line.first() == Some(&b't')
+        && line
+            .strip_prefix(HEADER)
+            .and_then(|r| r.first())
+            .is_some_and(u8::is_ascii_digit)
 }
 
 /// Parses a `timestamp` line (without its `\n`); `None` if the line does not start a record.
@@ -166,35 +170,39 @@ fn is_perl_space(b: u8) -> bool {
 /// `s/^(\w+)\.value\s+(?:N:)?([^:]+)$/$1.value $epoch:$2/` does: `f.value 12`,
 /// `f.value N:12` and `f.value U` become `f.value EPOCH:…`; `f.value 1234:5` is sent as
 /// it is.
+#[inline]
 pub fn write_served_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) {
-    match value_of(line) {
-        Some((field, value)) => {
-            out.extend_from_slice(field);
-            out.extend_from_slice(b".value ");
-            out.extend_from_slice(epoch.text());
-            out.push(b':');
-            out.extend_from_slice(value);
-        }
-        None => out.extend_from_slice(line),
+    if !rewrite_value_line(line, epoch, out) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
     }
+}
+
+/// Appends the rewritten line, with its `\n`, when `line` is a value line without a time
+/// of its own (see [`write_served_line`]); returns whether it did.
+#[inline]
+pub fn rewrite_value_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) -> bool {
+    let Some((field, value)) = value_of(line) else {
+        return false;
+    };
+    out.extend_from_slice(field);
+    out.extend_from_slice(b".value ");
+    out.extend_from_slice(epoch.text());
+    out.push(b':');
+    out.extend_from_slice(value);
     out.push(b'\n');
+    true
 }
 
 /// Whether a line is a field's value line (`field.value …`), with or without a time.
 pub fn is_value_line(line: &[u8]) -> bool {
-    let nfield = line
-        .iter()
-        .take_while(|&&b| crate::names::is_service_byte(b))
-        .count();
-    nfield > 0
-        && line[nfield..]
-            .strip_prefix(b".value")
-            .is_some_and(|rest| rest.first().is_none_or(|&b| is_perl_space(b)))
+    field_and_rest(line).is_some_and(|(_, rest)| rest.first().is_none_or(|&b| is_perl_space(b)))
 }
 
-/// Splits a value line without a time of its own into field name and value, following
-/// Perl's regular expression (see [`write_served_line`]), backtracking included.
-fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
+/// Splits `field.value…` into the field and what follows `.value`, as Perl's
+/// `^(\w+)\.value` does.
+#[inline]
+fn field_and_rest(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let nfield = line
         .iter()
         .take_while(|&&b| crate::names::is_service_byte(b))
@@ -203,7 +211,14 @@ fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
         return None;
     }
     let (field, rest) = line.split_at(nfield);
-    let rest = rest.strip_prefix(b".value")?;
+    Some((field, rest.strip_prefix(b".value")?))
+}
+
+/// Splits a value line without a time of its own into field name and value, following
+/// Perl's regular expression (see [`write_served_line`]), backtracking included.
+#[inline]
+fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (field, rest) = field_and_rest(line)?;
     let nspace = rest.iter().take_while(|&&b| is_perl_space(b)).count();
     if nspace == 0 {
         return None;
@@ -233,6 +248,13 @@ pub trait RecordSink {
     fn begin(&mut self, epoch: &Epoch) -> Result<(), Self::Error>;
     /// One line of the record, without its `\n`.
     fn line(&mut self, line: &[u8]) -> Result<(), Self::Error>;
+    /// Several lines of the record at once, each ending in `\n` (never a `timestamp` or
+    /// `.` line). A sink that can work on many lines at once overrides this.
+    fn lines(&mut self, run: &[u8]) -> Result<(), Self::Error> {
+        let run = run.strip_suffix(b"\n").unwrap_or(run);
+        run.split(|&b| b == b'\n')
+            .try_for_each(|line| self.line(line))
+    }
     /// The record is over.
     fn end(&mut self) -> Result<(), Self::Error>;
 }
@@ -303,6 +325,10 @@ enum State {
 /// Splits a spool file's lines into records and hands the intact ones to a sink.
 pub struct Scanner {
     state: State,
+    /// Finds the next record header in a block.
+    header: memchr::memmem::Finder<'static>,
+    /// Finds the next `.` line in a block.
+    dot: memchr::memmem::Finder<'static>,
     body: Vec<u8>,
     offset: u64,
     stats: ScanStats,
@@ -319,6 +345,8 @@ impl Scanner {
     pub fn new() -> Scanner {
         Scanner {
             state: State::Outside { junk: false },
+            header: memchr::memmem::Finder::new(b"\ntimestamp "),
+            dot: memchr::memmem::Finder::new(b"\n.\n"),
             body: Vec::new(),
             offset: 0,
             stats: ScanStats::default(),
@@ -350,8 +378,62 @@ impl Scanner {
         Ok(())
     }
 
+    /// Feeds a block of complete lines, each ending in `\n` and none over the limit.
+    /// Inside a plain record, the lines up to the next header or `.` line go to the sink
+    /// in one call; everything else goes line by line.
+    pub fn block<S: RecordSink>(&mut self, block: &[u8], sink: &mut S) -> Result<(), S::Error> {
+        let mut pos = 0;
+        while pos < block.len() {
+            if let State::Plain { wanted } = self.state {
+                let run_end = self.next_special(block, pos);
+                if run_end > pos {
+                    if wanted {
+                        sink.lines(&block[pos..run_end])?;
+                    }
+                    self.offset += (run_end - pos) as u64;
+                    pos = run_end;
+                    continue;
+                }
+            }
+            let rest = &block[pos..];
+            let n = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            let line = rest[..n].strip_suffix(b"\n").unwrap_or(&rest[..n]);
+            self.line(line, LineEnd::Newline, n as u64, sink)?;
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Where the first line at or after `pos` that a plain record must not pass on as it
+    /// is (a header or a `.` line) starts; the block's length if there is none.
+    fn next_special(&self, block: &[u8], pos: usize) -> usize {
+        let first = &block[pos..];
+        let first = &first[..memchr::memchr(b'\n', first).unwrap_or(first.len())];
+        if first == b"." || is_header(first) {
+            return pos;
+        }
+        let mut end = block.len();
+        let mut from = pos;
+        while let Some(i) = self.header.find(&block[from..end]) {
+            let start = from + i + 1;
+            if block
+                .get(start + HEADER.len())
+                .is_some_and(u8::is_ascii_digit)
+            {
+                end = start;
+                break;
+            }
+            from = start;
+        }
+        match self.dot.find(&block[pos..end]) {
+            Some(i) => pos + i + 1,
+            None => end,
+        }
+    }
+
     /// Feeds one line (without its `\n`), how it ended and how many bytes it took in the
     /// file.
+    #[inline]
     pub fn line<S: RecordSink>(
         &mut self,
         line: &[u8],
@@ -374,7 +456,7 @@ impl Scanner {
             self.close_damaged(sink, Damage::LineTooLong)?;
             return Ok(());
         }
-        if let Some(header) = parse_header(line) {
+        if let Some(header) = is_header(line).then(|| parse_header(line)).flatten() {
             self.close(sink)?;
             if end == LineEnd::Eof {
                 // A header cut off at the end of the file has no body: it is torn.

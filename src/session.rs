@@ -5,9 +5,9 @@
 //! to the log and, where the master should know, to a `#` comment line. See
 //! `docs/protocol.md`.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 
-use crate::line::{read_line, LineEnd};
+use crate::line::{LineEnd, LineReader};
 use crate::log::Quoted;
 use crate::names::sanitise;
 use crate::protocol::{parse, Command, Since, MAX_COMMAND};
@@ -75,20 +75,18 @@ impl std::fmt::Display for SessionError {
 impl std::error::Error for SessionError {}
 
 /// Serves one session: greeting, commands until `quit` or end of input.
-pub fn run<R: BufRead, W: Write>(
+pub fn run<R: Read, W: Write>(
     spool: &Spool,
     cfg: &SessionConfig,
-    input: &mut R,
+    input: R,
     out: &mut W,
 ) -> Result<(), SessionError> {
     let o = SessionError::Output;
     writeln!(out, "# munin node at {}", cfg.hostname).map_err(o)?;
     out.flush().map_err(o)?;
-    let mut line = Vec::new();
+    let mut lines = LineReader::new(input, 8 * 1024, MAX_COMMAND);
     loop {
-        let Some((end, _)) =
-            read_line(input, &mut line, MAX_COMMAND).map_err(SessionError::Input)?
-        else {
+        let Some((end, line, _)) = lines.next_line().map_err(SessionError::Input)? else {
             log_info!("the master closed the session");
             return Ok(());
         };
@@ -100,13 +98,13 @@ pub fn run<R: BufRead, W: Write>(
             LineEnd::Eof => {
                 log_warn!(
                     "input ended in mid-line, command ignored: {}",
-                    Quoted(&line)
+                    Quoted(line)
                 );
                 return Ok(());
             }
             LineEnd::Newline => {
-                log_debug!("< {}", Quoted(&line));
-                if !answer(spool, cfg, &line, out).map_err(o)? {
+                log_debug!("< {}", Quoted(line));
+                if !answer(spool, cfg, line, out).map_err(o)? {
                     return Ok(());
                 }
             }

@@ -9,11 +9,11 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::line::read_line;
+use crate::line::{Block, LineReader};
 use crate::meta::SpoolMeta;
 use crate::names::IntervalFile;
 use crate::record::{RecordSink, ScanStats, Scanner, MAX_LINE};
@@ -177,20 +177,23 @@ impl Spool {
         &self,
         f: &IntervalFile,
         sink: &mut S,
-        line: &mut Vec<u8>,
     ) -> Result<ScanStats, ScanError<S::Error>> {
         let (file, len) = self.open_file(f).map_err(ScanError::Spool)?;
-        let mut reader = BufReader::with_capacity(READ_BUFFER, file.take(len));
+        let mut lines = LineReader::new(file.take(len), READ_BUFFER, MAX_LINE);
         let mut scanner = Scanner::new();
         loop {
-            let read = read_line(&mut reader, line, MAX_LINE).map_err(|source| {
+            let read = lines.next_block().map_err(|source| {
                 ScanError::Spool(SpoolError::Io {
                     path: self.path_of(f),
                     source,
                 })
             })?;
-            let Some((end, n)) = read else { break };
-            scanner.line(line, end, n, sink).map_err(ScanError::Sink)?;
+            match read {
+                None => break,
+                Some(Block::Lines(block)) => scanner.block(block, sink),
+                Some(Block::Line(end, line, n)) => scanner.line(line, end, n, sink),
+            }
+            .map_err(ScanError::Sink)?;
         }
         scanner.finish(sink).map_err(ScanError::Sink)?;
         Ok(scanner.stats())

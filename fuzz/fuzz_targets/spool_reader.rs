@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use munin_async::line::read_line;
+use munin_async::line::LineReader;
 use munin_async::record::{write_served_line, Epoch, RecordSink, Scanner, MAX_LINE};
 
 struct Sink {
@@ -46,11 +46,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut scanner = Scanner::new();
     let capacity = usize::from(first % 16) + 1;
-    let mut reader = std::io::BufReader::with_capacity(capacity, file);
-    let mut line = Vec::new();
     let max = if first & 1 == 0 { MAX_LINE } else { 64 };
-    while let Some((end, n)) = read_line(&mut reader, &mut line, max).unwrap() {
-        scanner.line(&line, end, n, &mut sink).unwrap();
+    let mut lines = LineReader::new(file, capacity, max);
+    while let Some((end, line, n)) = lines.next_line().unwrap() {
+        scanner.line(line, end, n, &mut sink).unwrap();
     }
     scanner.finish(&mut sink).unwrap();
     assert!(!sink.out.starts_with(b".\n") && !sink.out.windows(3).any(|w| w == b"\n.\n"));

@@ -29,17 +29,48 @@ impl RecordSink for Served {
     }
 }
 
-/// Scans `file` through the bounded line reader with a small buffer, as the spool reader does.
+/// Scans `file` through the bounded line reader with a small buffer, line by line and
+/// block by block (as the spool reader does), and checks both ways agree.
 fn scan(file: &[u8], after: u64) -> (Served, ScanStats) {
+    let by_line = scan_with(file, after, false);
+    for cap in [7, 64, 4096] {
+        let (blocks, stats) = scan_with_cap(file, after, true, cap);
+        assert_eq!(
+            String::from_utf8_lossy(&blocks.out),
+            String::from_utf8_lossy(&by_line.0.out),
+            "blocks of {cap}"
+        );
+        assert_eq!(blocks.records, by_line.0.records, "blocks of {cap}");
+        assert_eq!(stats.served, by_line.1.served, "blocks of {cap}");
+        assert_eq!(stats.damaged, by_line.1.damaged, "blocks of {cap}");
+    }
+    by_line
+}
+
+fn scan_with(file: &[u8], after: u64, blocks: bool) -> (Served, ScanStats) {
+    scan_with_cap(file, after, blocks, 7)
+}
+
+fn scan_with_cap(file: &[u8], after: u64, blocks: bool, cap: usize) -> (Served, ScanStats) {
     let mut sink = Served {
         after,
         ..Served::default()
     };
     let mut scanner = Scanner::new();
-    let mut r = std::io::BufReader::with_capacity(7, file);
-    let mut buf = Vec::new();
-    while let Some((end, n)) = crate::line::read_line(&mut r, &mut buf, 200).unwrap() {
-        scanner.line(&buf, end, n, &mut sink).unwrap();
+    let mut lines = crate::line::LineReader::new(file, cap, 200);
+    if blocks {
+        while let Some(b) = lines.next_block().unwrap() {
+            match b {
+                crate::line::Block::Lines(block) => scanner.block(block, &mut sink).unwrap(),
+                crate::line::Block::Line(end, line, n) => {
+                    scanner.line(line, end, n, &mut sink).unwrap()
+                }
+            }
+        }
+    } else {
+        while let Some((end, line, n)) = lines.next_line().unwrap() {
+            scanner.line(line, end, n, &mut sink).unwrap();
+        }
     }
     scanner.finish(&mut sink).unwrap();
     (sink, scanner.stats())
