@@ -384,6 +384,24 @@ impl Scanner {
     pub fn block<S: RecordSink>(&mut self, block: &[u8], sink: &mut S) -> Result<(), S::Error> {
         let mut pos = 0;
         while pos < block.len() {
+            if let Some(stop) = self.sealed_body_end(block, pos) {
+                // The rest of a sealed body lies whole in this block: take it at once.
+                let body = &block[pos..stop];
+                if let State::Sealed {
+                    crc, wanted, seen, ..
+                } = &mut self.state
+                {
+                    if *wanted {
+                        crc.update(body);
+                        self.body.extend_from_slice(body);
+                    }
+                    *seen += body.len();
+                }
+                self.offset += body.len() as u64;
+                pos = stop;
+                self.sealed_complete(sink)?;
+                continue;
+            }
             if let State::Plain { wanted } = self.state {
                 let run_end = self.next_special(block, pos);
                 if run_end > pos {
@@ -402,6 +420,36 @@ impl Scanner {
             pos += n;
         }
         Ok(())
+    }
+
+    /// Inside a sealed record, where its body ends when that end is in `block`, on a line
+    /// boundary, with no header before it; `None` sends the lines one by one, which finds
+    /// the damage.
+    fn sealed_body_end(&self, block: &[u8], pos: usize) -> Option<usize> {
+        let State::Sealed { len, seen, .. } = self.state else {
+            return None;
+        };
+        let stop = pos.checked_add(len - seen)?;
+        if stop > block.len() || stop == pos || block[stop - 1] != b'\n' {
+            return None;
+        }
+        let body = &block[pos..stop];
+        let first = &body[..memchr::memchr(b'\n', body).unwrap_or(body.len())];
+        if is_header(first) {
+            return None;
+        }
+        let mut from = 0;
+        while let Some(i) = self.header.find(&body[from..]) {
+            let start = from + i + 1;
+            if body
+                .get(start + HEADER.len())
+                .is_some_and(u8::is_ascii_digit)
+            {
+                return None;
+            }
+            from = start;
+        }
+        Some(stop)
     }
 
     /// Where the first line at or after `pos` that a plain record must not pass on as it
@@ -579,6 +627,19 @@ impl Scanner {
         }
         sink.begin(&epoch)?;
         let body = std::mem::take(&mut self.body);
+        let clean = !body.is_empty()
+            && !body.starts_with(b"\n")
+            && !body.starts_with(b".\n")
+            && self.dot.find(&body).is_none()
+            && memchr::memmem::find(&body, b"\n\n").is_none();
+        if clean {
+            // No empty or `.` line (and never a header): the sink may take it whole.
+            let result = sink.lines(&body);
+            self.body = body;
+            result?;
+            self.stats.served += 1;
+            return sink.end();
+        }
         let mut result = Ok(());
         for line in body.split(|&b| b == b'\n') {
             // The body ends with `\n`, so the last piece is empty; `.` lines would end

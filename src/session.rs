@@ -96,10 +96,7 @@ pub fn run<R: Read, W: Write>(
                 writeln!(out, "# Line too long (over {MAX_COMMAND} bytes); ignored").map_err(o)?;
             }
             LineEnd::Eof => {
-                log_warn!(
-                    "input ended in mid-line, command ignored: {}",
-                    Quoted(line)
-                );
+                log_warn!("input ended in mid-line, command ignored: {}", Quoted(line));
                 return Ok(());
             }
             LineEnd::Newline => {

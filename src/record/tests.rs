@@ -295,3 +295,17 @@ fn records_outside_the_window_are_not_checked() {
     assert!(s.records.is_empty());
     assert_eq!(stats.damaged, 0);
 }
+
+#[test]
+fn sealed_bodies_that_are_empty_or_hold_dot_and_blank_lines() {
+    let mut file = sealed(100, "");
+    file.extend(sealed(200, "a.value 1\n.\n\nb.value 2\n"));
+    file.extend(sealed(300, "c.value 3\n"));
+    let (s, stats) = scan(&file, 0);
+    assert_eq!(s.records, vec![100, 200, 300]);
+    assert_eq!(
+        String::from_utf8_lossy(&s.out),
+        "a.value 200:1\nb.value 200:2\nc.value 300:3\n"
+    );
+    assert_eq!(stats.damaged, 0);
+}
