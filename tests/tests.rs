@@ -1,6 +1,7 @@
 //! Integration tests: the real programs, ours and Debian's, in temporary directories.
 
 mod catchup;
+mod cleanup;
 mod differential;
 mod harness;
 mod master;
