@@ -20,3 +20,4 @@ pub mod record;
 pub mod session;
 pub mod spool;
 pub mod spoolfetch;
+pub mod writer;

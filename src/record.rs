@@ -304,6 +304,8 @@ pub struct ScanStats {
     pub damaged: u64,
     /// The first damage: byte offset of the line where it was found, and what it was.
     pub first_damage: Option<(u64, Damage)>,
+    /// Where the last record handed to the sink ends in the file (0 if none was).
+    pub served_until: u64,
 }
 
 enum State {
@@ -330,7 +332,10 @@ pub struct Scanner {
     /// Finds the next `.` line in a block.
     dot: memchr::memmem::Finder<'static>,
     body: Vec<u8>,
+    /// File offset of the start of the line being fed.
     offset: u64,
+    /// Bytes the line being fed takes in the file.
+    consumed: u64,
     stats: ScanStats,
 }
 
@@ -349,6 +354,7 @@ impl Scanner {
             dot: memchr::memmem::Finder::new(b"\n.\n"),
             body: Vec::new(),
             offset: 0,
+            consumed: 0,
             stats: ScanStats::default(),
         }
     }
@@ -370,6 +376,7 @@ impl Scanner {
         match std::mem::replace(&mut self.state, State::Outside { junk: false }) {
             State::Plain { wanted: true } => {
                 self.stats.served += 1;
+                self.stats.served_until = self.offset;
                 sink.end()?;
             }
             State::Sealed { .. } => self.damage(Damage::Torn),
@@ -489,8 +496,10 @@ impl Scanner {
         consumed: u64,
         sink: &mut S,
     ) -> Result<(), S::Error> {
+        self.consumed = consumed;
         let r = self.line_inner(line, end, sink);
         self.offset += consumed;
+        self.consumed = 0;
         r
     }
 
@@ -638,6 +647,7 @@ impl Scanner {
             self.body = body;
             result?;
             self.stats.served += 1;
+            self.stats.served_until = self.offset + self.consumed;
             return sink.end();
         }
         let mut result = Ok(());
@@ -655,6 +665,7 @@ impl Scanner {
         self.body = body;
         result?;
         self.stats.served += 1;
+        self.stats.served_until = self.offset + self.consumed;
         sink.end()
     }
 
@@ -662,6 +673,7 @@ impl Scanner {
         // What a plain record delivered before the damage stays delivered; it ends here.
         if let State::Plain { wanted: true } = self.state {
             self.stats.served += 1;
+            self.stats.served_until = self.offset;
             sink.end()?;
         }
         self.state = State::Outside { junk: true };

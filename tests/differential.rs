@@ -265,3 +265,32 @@ fn sealed_records_are_read_alike_by_perl_and_by_us() {
         .contains(&format!("v.value {}:29", START + 29 * STEP)));
     assert_eq!(rust.stdout(), perl.stdout());
 }
+
+#[test]
+fn spools_our_writer_writes_are_served_alike_by_perl_and_by_us() {
+    use munin_async::writer::{record_body, Durability, SpoolWriter};
+    let input = session_input(&cursors());
+    for (name, lines) in shapes() {
+        let dir = tempdir();
+        let w = SpoolWriter::open(dir.path(), INTERVAL, Durability::Kernel).unwrap();
+        w.write_meta(&[
+            ("hostname".into(), "ours.example".into()),
+            ("interval_size".into(), INTERVAL.to_string()),
+        ])
+        .unwrap();
+        let service = munin_async::names::sanitise(name.as_bytes());
+        for i in 0..COUNT {
+            let output = lines(i);
+            let mut body = Vec::new();
+            record_body(&service, output.iter().map(|l| l.as_bytes()), &mut body);
+            w.append(name, START + i * STEP, &body).unwrap();
+        }
+        let perl = perls(dir.path(), &["--spoolfetch"], &input);
+        let rust = ours(dir.path(), &["--spoolfetch"], &input);
+        assert!(
+            perl.stdout().len() > 10_000,
+            "{name}: too little to compare"
+        );
+        assert_eq!(rust.stdout(), perl.stdout(), "{name}");
+    }
+}

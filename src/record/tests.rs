@@ -43,6 +43,10 @@ fn scan(file: &[u8], after: u64) -> (Served, ScanStats) {
         assert_eq!(blocks.records, by_line.0.records, "blocks of {cap}");
         assert_eq!(stats.served, by_line.1.served, "blocks of {cap}");
         assert_eq!(stats.damaged, by_line.1.damaged, "blocks of {cap}");
+        assert_eq!(
+            stats.served_until, by_line.1.served_until,
+            "blocks of {cap}"
+        );
     }
     by_line
 }
@@ -308,4 +312,23 @@ fn sealed_bodies_that_are_empty_or_hold_dot_and_blank_lines() {
         "a.value 200:1\nb.value 200:2\nc.value 300:3\n"
     );
     assert_eq!(stats.damaged, 0);
+}
+
+#[test]
+fn served_until_is_the_end_of_the_last_intact_record() {
+    let mut file = sealed(100, "a.value 1\n");
+    file.extend(sealed(200, "a.value 2\n"));
+    let intact = file.len() as u64;
+    let (_, stats) = scan(&file, 0);
+    assert_eq!(stats.served_until, intact);
+    let torn = sealed(300, "a.value 3\n");
+    for cut in 1..torn.len() {
+        let mut f = file.clone();
+        f.extend_from_slice(&torn[..cut]);
+        let (_, stats) = scan(&f, 0);
+        assert_eq!(stats.served_until, intact, "cut at {cut}");
+    }
+    let plain = b"timestamp 100\na.value 1\ntimestamp 200\na.value 2\na.va";
+    let (_, stats) = scan(plain, 0);
+    assert_eq!(stats.served_until, plain.len() as u64 - 4);
 }
