@@ -17,6 +17,7 @@ pub mod names;
 pub mod output;
 pub mod protocol;
 pub mod record;
+pub mod schedule;
 pub mod session;
 pub mod spool;
 pub mod spoolfetch;
