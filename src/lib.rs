@@ -14,6 +14,7 @@ pub mod line;
 pub mod log;
 pub mod meta;
 pub mod names;
+pub mod node;
 pub mod output;
 pub mod protocol;
 pub mod record;

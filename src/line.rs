@@ -75,6 +75,11 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// The reader underneath.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Every complete line buffered, as one block, or the one line that ends otherwise;
     /// `None` at a clean end of input. Lets the spool reader work on many lines at once.
     pub fn next_block(&mut self) -> io::Result<Option<Block<'_>>> {
