@@ -103,6 +103,12 @@ impl SpoolMeta {
         }
     }
 
+    /// `complete_until`: every sample taken at or before this time is in the spool or
+    /// known to have failed (written by our munin-asyncd; Perl's never writes it).
+    pub fn complete_until(&self) -> Option<u64> {
+        self.get("complete_until").and_then(|v| crate::names::parse_decimal(v.trim_ascii()))
+    }
+
     /// `interval_size`, else the default.
     pub fn interval_size(&self) -> Result<u64, BadValue> {
         self.bounded("interval_size", DEFAULT_INTERVAL_SIZE, MAX_INTERVAL_SIZE)

@@ -187,7 +187,12 @@ fn serve_spoolfetch<W: Write>(
             return writeln!(out, "# cannot read the spool directory\n.");
         }
     };
-    let window = Window::plan(spool, &files, after, cfg.catchup_seconds());
+    let mut window = Window::plan(spool, &files, after, cfg.catchup_seconds());
+    // Our munin-asyncd says up to when every sample is in: nothing newer is sent yet,
+    // or the master's cursor could pass a sample still being taken.
+    if let Some(complete) = spool.meta().ok().and_then(|m| m.complete_until()) {
+        window.until = window.until.min(complete);
+    }
     let report = spoolfetch(spool, &files, window, out)?;
     log_info!(
         "spoolfetch {after}: sent {} records up to {} (window ends {}), {} damaged parts skipped, {} files unreadable",
