@@ -10,6 +10,8 @@
 pub mod app;
 pub mod cleanup;
 pub mod cli;
+pub mod daemon;
+pub mod daemon_cli;
 pub mod line;
 pub mod log;
 pub mod meta;
@@ -20,6 +22,7 @@ pub mod protocol;
 pub mod record;
 pub mod schedule;
 pub mod session;
+pub mod signals;
 pub mod spool;
 pub mod spoolfetch;
 pub mod writer;

@@ -106,7 +106,8 @@ impl SpoolMeta {
     /// `complete_until`: every sample taken at or before this time is in the spool or
     /// known to have failed (written by our munin-asyncd; Perl's never writes it).
     pub fn complete_until(&self) -> Option<u64> {
-        self.get("complete_until").and_then(|v| crate::names::parse_decimal(v.trim_ascii()))
+        self.get("complete_until")
+            .and_then(|v| crate::names::parse_decimal(v.trim_ascii()))
     }
 
     /// `interval_size`, else the default.

@@ -89,6 +89,13 @@ impl Schedule {
         self.due.push(Reverse((next_slot(now, rate), id)));
     }
 
+    /// Adds plugin `id` with `rate`, first due at `due` (then on its slots).
+    pub fn add_due(&mut self, id: usize, rate: u64, due: u64) {
+        self.add(id, rate, 0);
+        self.due.retain(|Reverse((_, i))| *i != id);
+        self.due.push(Reverse((due, id)));
+    }
+
     /// Changes a plugin's rate; it takes effect from its next slot.
     pub fn set_rate(&mut self, id: usize, rate: u64) {
         if let Some(r) = self.rates.get_mut(id) {
@@ -123,6 +130,14 @@ impl Schedule {
         }
         let rate = self.rates.get(id).copied().unwrap_or(300);
         self.due.push(Reverse((next_slot(slot.max(now), rate), id)));
+    }
+
+    /// Takes plugin `id` out of the schedule.
+    pub fn remove(&mut self, id: usize) {
+        self.due.retain(|Reverse((_, i))| *i != id);
+        if let Some(f) = self.in_flight.get_mut(id) {
+            *f = false;
+        }
     }
 
     /// Whether a request for plugin `id` is in flight.

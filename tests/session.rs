@@ -347,9 +347,19 @@ fn a_master_that_hangs_up_mid_reply_ends_the_session_quietly() {
 fn nothing_newer_than_complete_until_is_served() {
     let spool = fixture();
     let meta = fs::read_to_string(spool.path().join("SPOOL-META")).unwrap();
-    fs::write(spool.path().join("SPOOL-META"), format!("{meta}complete_until:{}\n", T0 + 300)).unwrap();
+    fs::write(
+        spool.path().join("SPOOL-META"),
+        format!("{meta}complete_until:{}\n", T0 + 300),
+    )
+    .unwrap();
     let out = ours(spool.path(), &["--spoolfetch"], "spoolfetch 0\n");
     let body = out.stdout();
-    assert!(body.contains(&format!("load.value {}:0.1", T0 + 300)), "{body}");
-    assert!(!body.contains(&format!("{}:", T0 + 600)), "a sample after complete_until was sent: {body}");
+    assert!(
+        body.contains(&format!("load.value {}:0.1", T0 + 300)),
+        "{body}"
+    );
+    assert!(
+        !body.contains(&format!("{}:", T0 + 600)),
+        "a sample after complete_until was sent: {body}"
+    );
 }

@@ -1,0 +1,486 @@
+//! munin-asyncd's main loop: poll munin-node on every plugin's own schedule and spool
+//! each sample.
+//!
+//! One coordinator owns the [`Schedule`] and hands due plugins to a few worker threads,
+//! each with its own connection to munin-node, so a slow plugin holds one connection and
+//! delays no other plugin. A sample's time is when its request was sent. The coordinator
+//! knows which requests are in flight, and it publishes `complete_until` in SPOOL-META:
+//! every sample at or before that time is in the spool or has failed. munin-async serves
+//! nothing newer, so the master's cursor never passes a sample still being taken.
+//!
+//! munin-node down at start or later is retried with backoff and logged once per change;
+//! the daemon never exits for it. Virtual nodes (`nodes`) other than the first are not
+//! spooled yet: see the README.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::app::system_clock;
+use crate::daemon_cli::DaemonConfig;
+use crate::names::sanitise;
+use crate::node::{NodeConn, NodeError};
+use crate::record::is_value_line;
+use crate::schedule::{rate_in_config, Schedule};
+use crate::signals;
+use crate::spool::Spool;
+use crate::writer::{record_body, SpoolWriter, WriteError};
+use crate::{log_debug, log_error, log_info, log_warn};
+
+/// How often old spool files are looked for.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+/// How often the plugin list is read again.
+const RELIST_EVERY: Duration = Duration::from_secs(3600);
+/// The longest wait between two attempts to reach munin-node.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest the loop sleeps, so a stop is seen within a second.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A poll for a worker.
+struct Job {
+    id: usize,
+    plugin: String,
+    slot: u64,
+}
+
+/// What a worker reports.
+struct Done {
+    id: usize,
+    slot: u64,
+    result: Result<Sample, PollError>,
+}
+
+/// A spooled sample.
+struct Sample {
+    time: u64,
+    rate: Option<u64>,
+}
+
+enum PollError {
+    Node(NodeError),
+    Write(WriteError),
+    Unknown,
+}
+
+impl std::fmt::Display for PollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PollError::Node(e) => e.fmt(f),
+            PollError::Write(e) => e.fmt(f),
+            PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
+        }
+    }
+}
+
+struct Plugin {
+    name: String,
+    rate: u64,
+    listed: bool,
+    /// In the schedule or in flight.
+    scheduled: bool,
+    failing: bool,
+    last: Option<u64>,
+}
+
+/// Runs until SIGTERM or SIGINT. Errors only when the spool directory cannot be used.
+pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
+    let writer = Arc::new(SpoolWriter::open(
+        &cfg.spooldir,
+        cfg.interval,
+        cfg.durability,
+    )?);
+    let repaired = writer.repair()?;
+    if repaired.files > 0 {
+        log_warn!(
+            "{}: cut {} bytes of torn records off {} files (an earlier crash)",
+            cfg.spooldir.display(),
+            repaired.bytes,
+            repaired.files
+        );
+    }
+    let (job_tx, job_rx) = channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = channel::<Done>();
+    for _ in 0..cfg.connections {
+        let (jobs, done, writer, cfg) =
+            (job_rx.clone(), done_tx.clone(), writer.clone(), cfg.clone());
+        thread::spawn(move || worker(&cfg, &jobs, &done, &writer));
+    }
+    drop(done_tx);
+    Coordinator {
+        cfg,
+        writer: &writer,
+        jobs: job_tx,
+        done: done_rx,
+        schedule: Schedule::new(),
+        plugins: Vec::new(),
+        by_name: BTreeMap::new(),
+        in_flight: BTreeMap::new(),
+        hostname: None,
+        node_up: None,
+        meta_dirty: true,
+        published: None,
+        relist_soon: false,
+    }
+    .run()
+}
+
+struct Coordinator<'a> {
+    cfg: &'a DaemonConfig,
+    writer: &'a SpoolWriter,
+    jobs: Sender<Job>,
+    done: Receiver<Done>,
+    schedule: Schedule,
+    plugins: Vec<Plugin>,
+    by_name: BTreeMap<String, usize>,
+    /// Plugin id → when its request was handed out.
+    in_flight: BTreeMap<usize, u64>,
+    hostname: Option<String>,
+    /// Whether munin-node answered last time (None before the first try).
+    node_up: Option<bool>,
+    meta_dirty: bool,
+    published: Option<u64>,
+    /// A plugin vanished: read the list again soon.
+    relist_soon: bool,
+}
+
+impl Coordinator<'_> {
+    fn run(mut self) -> Result<(), WriteError> {
+        let mut next_list = Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        let mut next_cleanup = Instant::now();
+        let mut ready = false;
+        while !signals::terminate_requested() {
+            if signals::take_reload() {
+                log_info!("SIGHUP: reading the plugin list again");
+                next_list = Instant::now();
+            }
+            if std::mem::take(&mut self.relist_soon) {
+                next_list = next_list.min(Instant::now() + Duration::from_secs(5));
+            }
+            if Instant::now() >= next_list {
+                if self.relist() {
+                    backoff = Duration::from_secs(1);
+                    next_list = Instant::now() + RELIST_EVERY;
+                    if !ready {
+                        signals::sd_notify("READY=1");
+                        ready = true;
+                    }
+                } else {
+                    next_list = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            let now = system_clock();
+            while let Some((id, slot)) = self.schedule.pop_due(now) {
+                if !self.plugins[id].listed {
+                    // Dropped from munin-node's list: leave the schedule.
+                    self.schedule.remove(id);
+                    self.plugins[id].scheduled = false;
+                    continue;
+                }
+                self.in_flight.insert(id, now);
+                let job = Job {
+                    id,
+                    plugin: self.plugins[id].name.clone(),
+                    slot,
+                };
+                if self.jobs.send(job).is_err() {
+                    log_error!("all worker threads have stopped");
+                    return Ok(());
+                }
+            }
+            self.publish(now);
+            if self.cfg.cleanup && Instant::now() >= next_cleanup {
+                next_cleanup = Instant::now() + CLEANUP_EVERY;
+                self.cleanup(now);
+            }
+            let wait = self.schedule.next_due().map_or(TICK, |t| {
+                Duration::from_secs(t.saturating_sub(system_clock())).min(TICK)
+            });
+            match self.done.recv_timeout(wait.max(Duration::from_millis(10))) {
+                Ok(done) => self.finished(done),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            while let Ok(done) = self.done.try_recv() {
+                self.finished(done);
+            }
+        }
+        log_info!("stopping");
+        self.publish(system_clock());
+        Ok(())
+    }
+
+    /// Reads the plugin list; `false` when munin-node could not be asked.
+    fn relist(&mut self) -> bool {
+        let result = (|| {
+            let mut conn = NodeConn::connect(&self.cfg.host, self.cfg.request_timeout)?;
+            conn.cap("multigraph dirtyconfig")?;
+            let nodes = conn.nodes()?;
+            let node = nodes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| conn.hostname.clone());
+            if nodes.len() > 1 {
+                log_warn!(
+                    "munin-node serves {} virtual nodes; only the first ({node}) is spooled so far",
+                    nodes.len()
+                );
+            }
+            let plugins = conn.list(&node)?;
+            let hostname = conn.hostname.clone();
+            conn.quit();
+            Ok::<_, NodeError>((hostname, plugins))
+        })();
+        match result {
+            Ok((hostname, list)) => {
+                if self.node_up != Some(true) {
+                    log_info!(
+                        "munin-node at {} is up: {} plugins",
+                        self.cfg.host,
+                        list.len()
+                    );
+                }
+                self.node_up = Some(true);
+                self.hostname = Some(hostname);
+                self.update_plugins(&list);
+                true
+            }
+            Err(e) => {
+                if self.node_up != Some(false) {
+                    log_error!("{e}; retrying until it answers");
+                }
+                self.node_up = Some(false);
+                false
+            }
+        }
+    }
+
+    fn update_plugins(&mut self, list: &[String]) {
+        let now = system_clock();
+        for p in &mut self.plugins {
+            p.listed = false;
+        }
+        for name in list {
+            let id = match self.by_name.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = self.plugins.len();
+                    self.plugins.push(Plugin {
+                        name: name.clone(),
+                        rate: self.cfg.default_rate,
+                        listed: false,
+                        scheduled: false,
+                        failing: false,
+                        last: None,
+                    });
+                    self.by_name.insert(name.clone(), id);
+                    log_debug!("new plugin {name}");
+                    id
+                }
+            };
+            let p = &mut self.plugins[id];
+            p.listed = true;
+            if !p.scheduled {
+                // First poll right away, then on the plugin's own slots.
+                self.schedule.add_due(id, p.rate, now);
+                p.scheduled = true;
+            }
+        }
+        let names: Vec<String> = self
+            .plugins
+            .iter()
+            .filter(|p| p.listed)
+            .map(|p| p.name.clone())
+            .collect();
+        if let Err(e) = self.writer.write_list(&names) {
+            log_error!("{e}");
+        }
+        self.meta_dirty = true;
+    }
+
+    fn finished(&mut self, done: Done) {
+        let now = system_clock();
+        self.in_flight.remove(&done.id);
+        let p = &mut self.plugins[done.id];
+        match done.result {
+            Ok(sample) => {
+                if p.failing {
+                    log_info!("plugin {} answers again", p.name);
+                    p.failing = false;
+                }
+                p.last = Some(sample.time);
+                let rate = sample.rate.unwrap_or(self.cfg.default_rate);
+                if rate != p.rate {
+                    p.rate = rate;
+                    self.schedule.set_rate(done.id, rate);
+                }
+                self.meta_dirty = true;
+            }
+            Err(PollError::Unknown) => {
+                log_warn!(
+                    "plugin {} is gone from munin-node; reading the list again",
+                    p.name
+                );
+                p.listed = false;
+                self.relist_soon = true;
+            }
+            Err(e) => {
+                if !p.failing {
+                    log_warn!("plugin {}: {e}", p.name);
+                    p.failing = true;
+                }
+            }
+        }
+        if self.plugins[done.id].listed {
+            self.schedule.done(done.id, done.slot, now);
+        } else {
+            self.schedule.remove(done.id);
+            self.plugins[done.id].scheduled = false;
+        }
+    }
+
+    /// Rewrites SPOOL-META when something changed, at most once a second.
+    fn publish(&mut self, now: u64) {
+        let complete = self
+            .in_flight
+            .values()
+            .min()
+            .map_or(now.saturating_sub(1), |t| t.saturating_sub(1));
+        if !self.meta_dirty && self.published == Some(complete) {
+            return;
+        }
+        if self.published.is_some_and(|p| p + 1 > now) && !self.meta_dirty {
+            return;
+        }
+        let mut pairs = vec![
+            (
+                "hostname".to_string(),
+                self.hostname.clone().unwrap_or_else(|| "unknown".into()),
+            ),
+            ("interval_size".to_string(), self.cfg.interval.to_string()),
+            ("interval_keep".to_string(), self.cfg.retain.to_string()),
+            ("lastruntime".to_string(), now.to_string()),
+            ("complete_until".to_string(), complete.to_string()),
+        ];
+        for p in self.plugins.iter().filter(|p| p.listed) {
+            pairs.push((format!("plugin_rates/{}", p.name), p.rate.to_string()));
+            if let Some(t) = p.last {
+                pairs.push((
+                    format!("last-timestamp.{}", sanitise(p.name.as_bytes())),
+                    t.to_string(),
+                ));
+            }
+        }
+        match self.writer.write_meta(&pairs) {
+            Ok(()) => {
+                self.published = Some(complete);
+                self.meta_dirty = false;
+            }
+            Err(e) => log_error!("{e}"),
+        }
+    }
+
+    fn cleanup(&self, now: u64) {
+        let max_age = self.cfg.interval.saturating_mul(self.cfg.retain);
+        match Spool::open(&self.cfg.spooldir).map(|s| crate::cleanup::cleanup(&s, now, max_age)) {
+            Ok(Ok(r)) if r.removed > 0 => {
+                log_info!("cleanup: {} old spool files removed", r.removed)
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) | Err(e) => log_error!("cleanup: {e}"),
+        }
+    }
+}
+
+/// A worker: takes jobs, keeps one connection to munin-node, spools what it gets.
+fn worker(
+    cfg: &DaemonConfig,
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<Done>,
+    writer: &SpoolWriter,
+) {
+    let mut conn: Option<NodeConn> = None;
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let result = poll(cfg, &mut conn, writer, &job.plugin);
+        if result.is_err() {
+            // The connection may be in any state now: start afresh next time.
+            conn = None;
+        }
+        let report = Done {
+            id: job.id,
+            slot: job.slot,
+            result,
+        };
+        if done.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+/// One sample of one plugin: config, then fetch unless config carried the values.
+fn poll(
+    cfg: &DaemonConfig,
+    conn: &mut Option<NodeConn>,
+    writer: &SpoolWriter,
+    plugin: &str,
+) -> Result<Sample, PollError> {
+    if conn.is_none() {
+        let mut c = NodeConn::connect(&cfg.host, cfg.request_timeout).map_err(PollError::Node)?;
+        c.cap("multigraph dirtyconfig").map_err(PollError::Node)?;
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(PollError::Unknown);
+    };
+    let config_time = system_clock();
+    let config = c.config(plugin).map_err(PollError::Node)?;
+    if config
+        .first()
+        .is_some_and(|l| l.starts_with(b"# Unknown service"))
+    {
+        return Err(PollError::Unknown);
+    }
+    let dirty = config.iter().any(|l| is_value_line(l));
+    let (time, values) = if dirty {
+        (config_time, Vec::new())
+    } else {
+        let t = system_clock();
+        (t, c.fetch(plugin).map_err(PollError::Node)?)
+    };
+    let rate = rate_in_config(config.iter().map(Vec::as_slice)).map(|r| r.seconds);
+    let default_rate = format!("update_rate {}", cfg.default_rate).into_bytes();
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(config.len() + values.len() + 1);
+    let mut rest = config.iter().map(Vec::as_slice).peekable();
+    if rate.is_none() {
+        // Development branch: a config without update_rate gets ours, after a leading
+        // multigraph line if there is one.
+        if let Some(first) = rest.next_if(|l| l.starts_with(b"multigraph")) {
+            lines.push(first);
+        }
+        lines.push(&default_rate);
+    }
+    lines.extend(rest);
+    lines.extend(values.iter().map(Vec::as_slice));
+    let service = sanitise(plugin.as_bytes());
+    let mut body = Vec::new();
+    let dropped = record_body(&service, lines, &mut body);
+    if dropped > 0 {
+        log_warn!("plugin {plugin}: {dropped} line(s) that would read as a record header left out");
+    }
+    writer
+        .append(plugin, time, &body)
+        .map_err(PollError::Write)?;
+    log_debug!("spooled {plugin} at {time} ({} bytes)", body.len());
+    Ok(Sample { time, rate })
+}

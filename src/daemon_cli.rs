@@ -1,0 +1,217 @@
+//! munin-asyncd's command line: Perl's options (Debian 2.0 and the development branch),
+//! with the same meanings, checked into a [`DaemonConfig`] before any I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::DEFAULT_SPOOLDIR;
+use crate::log::{Level, Target};
+use crate::writer::Durability;
+
+/// Poll munin-node on every plugin's own schedule and spool each sample for munin-async.
+#[derive(Debug, Parser)]
+#[command(name = "munin-asyncd", version, infer_long_args = true, after_help = AFTER_HELP)]
+pub struct AsyncdOpts {
+    /// munin-node to poll.
+    #[arg(long, value_name = "HOST:PORT", default_value = "localhost:4949")]
+    pub host: String,
+    /// Directory to spool into.
+    #[arg(short = 's', long, visible_alias = "spool", value_name = "DIR", default_value = DEFAULT_SPOOLDIR)]
+    pub spooldir: PathBuf,
+    /// Length of one spool file's interval, in seconds.
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value_t = 86_400)]
+    pub interval: u64,
+    /// Accepted for compatibility (Perl's longest sleep); this daemon wakes when a plugin is due.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub timeout: u64,
+    /// Polling rate of plugins that declare none (Debian 2.0's name for --update-rate).
+    #[arg(long, value_name = "SECONDS")]
+    pub minrate: Option<u64>,
+    /// Number of intervals to keep.
+    #[arg(short = 'r', long, value_name = "COUNT", default_value_t = 7)]
+    pub retain: u64,
+    /// Polling rate of plugins that declare none; also added to their config as `update_rate`.
+    #[arg(long, value_name = "SECONDS")]
+    pub update_rate: Option<u64>,
+    /// Accepted for compatibility: plugins are always polled concurrently (see --connections).
+    #[arg(long)]
+    pub fork: bool,
+    /// Connections to munin-node at most, so at most this many plugins run at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub connections: usize,
+    /// Longest wait for one answer from munin-node, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub request_timeout: u64,
+    /// When records are forced to disk: "record" (after each one) or "kernel".
+    #[arg(long, value_name = "WHEN", default_value = "record")]
+    pub durability: String,
+    /// Do not delete old spool files.
+    #[arg(short = 'n', long)]
+    pub nocleanup: bool,
+    /// Log what happens (polls, cleanup).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Log every request (implies --verbose).
+    #[arg(long)]
+    pub debug: bool,
+    /// Log to stderr instead of syslog.
+    #[arg(long)]
+    pub screen: bool,
+}
+
+const AFTER_HELP: &str = "\
+Logs go to syslog (facility daemon), or to stderr with --screen. The daemon tells systemd
+READY=1 once it spools. SIGTERM or SIGINT stop it within a second, every record whole or
+absent; SIGHUP reads the plugin list again (it is also read every hour).
+
+Exit status: 0 after SIGTERM or SIGINT, 1 when the spool directory cannot be used, 2 for a
+wrong command line.";
+
+/// munin-asyncd's checked configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// munin-node's address.
+    pub host: String,
+    /// The spool directory.
+    pub spooldir: PathBuf,
+    /// Interval file length, seconds.
+    pub interval: u64,
+    /// Intervals kept.
+    pub retain: u64,
+    /// Rate of plugins that declare none, seconds.
+    pub default_rate: u64,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// When records reach the disk.
+    pub durability: Durability,
+    /// Delete old spool files every 10 minutes.
+    pub cleanup: bool,
+    /// Where logs go.
+    pub log_target: Target,
+    /// The most detailed level logged.
+    pub log_level: Level,
+}
+
+impl AsyncdOpts {
+    /// Checks the options; the error is one line for the user.
+    pub fn into_config(self) -> Result<DaemonConfig, String> {
+        if !self.host.contains(':') {
+            return Err(format!("--host {:?}: expected HOST:PORT", self.host));
+        }
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                Err(format!("{name} must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        let interval = positive("--interval", self.interval)?;
+        let retain = positive("--retain", self.retain)?;
+        let default_rate = positive(
+            "--update-rate",
+            self.update_rate.or(self.minrate).unwrap_or(300),
+        )?;
+        if self.connections == 0 || self.connections > 64 {
+            return Err("--connections must be between 1 and 64".into());
+        }
+        let request_timeout =
+            Duration::from_secs(positive("--request-timeout", self.request_timeout)?);
+        let durability = match self.durability.as_str() {
+            "record" => Durability::Record,
+            "kernel" => Durability::Kernel,
+            other => {
+                return Err(format!(
+                    "--durability {other:?}: expected \"record\" or \"kernel\""
+                ))
+            }
+        };
+        Ok(DaemonConfig {
+            host: self.host,
+            spooldir: self.spooldir,
+            interval,
+            retain,
+            default_rate,
+            connections: self.connections,
+            request_timeout,
+            durability,
+            cleanup: !self.nocleanup,
+            log_target: if self.screen {
+                Target::Stderr
+            } else {
+                Target::Syslog
+            },
+            log_level: if self.debug {
+                Level::Debug
+            } else if self.verbose {
+                Level::Info
+            } else {
+                Level::Warning
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<DaemonConfig, String> {
+        AsyncdOpts::try_parse_from(std::iter::once("munin-asyncd").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?
+            .into_config()
+    }
+
+    #[test]
+    fn perl_options() {
+        let c = parse(&[
+            "--host",
+            "127.0.0.1:4950",
+            "--spool",
+            "/tmp/s",
+            "-i",
+            "3600",
+            "-r",
+            "3",
+            "--minrate",
+            "60",
+            "-n",
+            "--fork",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.interval,
+                c.retain,
+                c.default_rate,
+                c.cleanup
+            ),
+            ("127.0.0.1:4950", 3600, 3, 60, false)
+        );
+        assert_eq!(c.spooldir, PathBuf::from("/tmp/s"));
+        let c = parse(&["--update-rate", "30", "--minrate", "60"]).unwrap();
+        assert_eq!(c.default_rate, 30, "--update-rate wins over --minrate");
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.interval, c.retain, c.default_rate),
+            ("localhost:4949", 86400, 7, 300)
+        );
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        for args in [
+            &["--host", "nocolon"][..],
+            &["-i", "0"],
+            &["--connections", "0"],
+            &["--durability", "maybe"],
+            &["--update-rate", "0"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+}
