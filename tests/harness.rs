@@ -184,3 +184,98 @@ pub fn lines(l: &[&str]) -> Vec<String> {
 pub fn after_greeting(out: &str) -> &str {
     out.split_once('\n').map_or("", |(_, rest)| rest)
 }
+
+/// Our munin-asyncd binary.
+pub fn our_asyncd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_munin-asyncd"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's munin-node, private: on a loopback port, with only the given plugins (its
+/// plugin directory bind-mounted in a mount namespace of its own). Stopped on drop.
+pub struct PrivateNode {
+    child: std::process::Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl PrivateNode {
+    /// Starts munin-node with `plugins` (name, shell script) and waits until it answers.
+    pub fn start(plugins: &[(&str, &str)]) -> PrivateNode {
+        require_root();
+        require("/usr/sbin/munin-node", "munin-node");
+        let dir = tempdir();
+        let plugin_dir = dir.path().join("plugins");
+        fs::create_dir(&plugin_dir).unwrap();
+        fs::set_permissions(&plugin_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, script) in plugins {
+            let p = plugin_dir.join(name);
+            fs::write(&p, script).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let port = free_port();
+        let d = dir.path().display();
+        fs::write(
+            dir.path().join("munin-node.conf"),
+            format!(
+                "log_level 4\nlog_file {d}/munin-node.log\npid_file {d}/munin-node.pid\nbackground 0\nsetsid 0\n\
+                 user root\ngroup root\nhost 127.0.0.1\nport {port}\nallow ^127\\.0\\.0\\.1$\ntimeout 60\n"
+            ),
+        )
+        .unwrap();
+        let script = format!(
+            "mount --bind {} /etc/munin/plugins && exec /usr/sbin/munin-node --config {d}/munin-node.conf",
+            plugin_dir.display()
+        );
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = PrivateNode { child, port, dir };
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "munin-node did not start: {}",
+                fs::read_to_string(node.dir.path().join("munin-node.log")).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        // munin-node forks per connection; its pid file names the server.
+        if let Ok(pid) = fs::read_to_string(self.dir.path().join("munin-node.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running process of ours, killed on drop.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

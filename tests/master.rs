@@ -89,10 +89,7 @@ fn setup() -> Master {
     fs::create_dir(&bin).unwrap();
     fs::copy(our_async(), bin.join("munin-async")).unwrap();
     fs::set_permissions(bin.join("munin-async"), fs::Permissions::from_mode(0o755)).unwrap();
-    for d in ["db", "html", "log", "run"] {
-        fs::create_dir(dir.path().join(d)).unwrap();
-        chown("munin", &dir.path().join(d));
-    }
+    master_dirs(dir.path());
     Master { dir, last }
 }
 
@@ -108,14 +105,28 @@ fn chown(user: &str, path: &Path) {
 
 /// Writes munin.conf with one host at `address` and runs munin-update as munin.
 fn munin_update(m: &Master, global: &str, address: &str) -> Output {
+    munin_update_in(m.dir.path(), global, address)
+}
+
+/// Creates munin-update's directories in `dir`, owned by munin.
+pub(crate) fn master_dirs(dir: &Path) {
+    for d in ["db", "html", "log", "run"] {
+        fs::create_dir(dir.join(d)).unwrap();
+        chown("munin", &dir.join(d));
+    }
+}
+
+/// Runs Debian's munin-update as munin with its directories in `dir` and one host,
+/// `e2e;node1`, at `address`.
+pub(crate) fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output {
     let conf = format!(
         "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n[e2e;node1]\n    address {address}\n",
-        d = m.dir.path().display()
+        d = dir.display()
     );
-    fs::write(m.path("munin.conf"), conf).unwrap();
+    fs::write(dir.join("munin.conf"), conf).unwrap();
     let cmd = format!(
         "{MUNIN_UPDATE} --config_file {} --nofork --debug",
-        m.path("munin.conf").display()
+        dir.join("munin.conf").display()
     );
     run(
         Command::new("su").args(["munin", "-s", "/bin/sh", "-c", &cmd]),
@@ -124,7 +135,7 @@ fn munin_update(m: &Master, global: &str, address: &str) -> Output {
     )
 }
 
-fn rrdtool(args: &[&str]) -> String {
+pub(crate) fn rrdtool(args: &[&str]) -> String {
     let out = run(
         Command::new("rrdtool").args(args),
         b"",

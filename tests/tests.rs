@@ -2,6 +2,7 @@
 
 mod catchup;
 mod cleanup;
+mod daemon;
 mod differential;
 mod harness;
 mod master;

@@ -1,0 +1,226 @@
+//! munin-asyncd against Debian's munin-node (a private instance with test plugins): the
+//! spool it writes is served by ours and by Debian's Perl munin-async alike, and ingested
+//! by Debian's munin-update.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// 5-second DERIVE growing by 10 a second of the plugin's own clock: the rate comes out as
+/// 10 only when each sample carries the time it was taken. (`graph_data_size custom` makes
+/// munin-update give the RRD a 5-second step.)
+const FAST: &str = "#!/bin/sh
+if [ \"$1\" = config ]; then
+  printf 'graph_title Fast\\nupdate_rate 5\\ngraph_data_size custom 1d\\nx.label x\\nx.type DERIVE\\nx.min 0\\n'
+  exit 0
+fi
+echo \"x.value $(( $(date +%s) * 10 ))\"
+";
+
+const MULTIGRAPH: &str = "#!/bin/sh
+if [ \"$1\" = config ]; then
+  printf 'multigraph mg_a\\ngraph_title A\\na.label a\\nmultigraph mg_b\\ngraph_title B\\nb.label b\\n'
+  exit 0
+fi
+printf 'multigraph mg_a\\na.value 1\\nmultigraph mg_b\\nb.value 2\\n'
+";
+
+const DIRTY: &str = "#!/bin/sh
+if [ \"$1\" = config ]; then
+  printf 'graph_title Dirty\\nd.label d\\n'
+  [ \"$MUNIN_CAP_DIRTYCONFIG\" = 1 ] && echo 'd.value 42'
+  exit 0
+fi
+echo 'd.value 42'
+";
+
+/// Slower than its own rate.
+const SLOW: &str = "#!/bin/sh
+if [ \"$1\" = config ]; then
+  printf 'graph_title Slow\\nupdate_rate 5\\ns.label s\\n'
+  exit 0
+fi
+sleep 7
+echo 's.value 1'
+";
+
+/// (graph, field) → the times of its values, from a spoolfetch reply.
+fn value_times(reply: &str) -> BTreeMap<(String, String), Vec<u64>> {
+    let mut graph = String::new();
+    let mut out: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    for line in reply.lines() {
+        if let Some(g) = line.strip_prefix("multigraph ") {
+            graph = g.to_string();
+        } else if let Some((field, v)) = line.split_once(".value ") {
+            let t = v.split(':').next().unwrap().parse().unwrap();
+            out.entry((graph.clone(), field.to_string()))
+                .or_default()
+                .push(t);
+        }
+    }
+    out
+}
+
+#[test]
+fn spools_a_real_munin_node_on_each_plugins_schedule() {
+    let node = PrivateNode::start(&[
+        ("fast", FAST),
+        ("mg", MULTIGRAPH),
+        ("dirty", DIRTY),
+        ("slow", SLOW),
+    ]);
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let daemon = Command::new(our_asyncd())
+        .args(["--host", &node.addr(), "--spooldir"])
+        .arg(&spool)
+        .args(["--screen", "-v", "--connections", "3"])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(work.path().join("asyncd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Running(daemon);
+    thread::sleep(Duration::from_secs(17));
+
+    // SIGTERM: gone within a second, every record whole.
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "munin-asyncd took over a second to stop"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    let log = fs::read_to_string(work.path().join("asyncd.log")).unwrap();
+    assert!(status.success(), "exit {status:?}: {log}");
+
+    let reply = ours(&spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    let times = value_times(&reply);
+
+    // The fast plugin: first sample at start, then every 5-second slot, none skipped, even
+    // while the slow one holds a connection for 7 seconds.
+    let fast = &times[&("fast".to_string(), "x".to_string())];
+    assert!(fast.len() >= 3, "{fast:?}\n{log}");
+    for pair in fast[1..].windows(2) {
+        assert_eq!(pair[1] - pair[0], 5, "fast samples {fast:?}");
+    }
+    assert!(
+        fast[1..].iter().all(|t| t % 5 == 0),
+        "not on 5-second slots: {fast:?}"
+    );
+    // The slow plugin was polled, but never twice at once: its samples are apart by more
+    // than its 7 seconds of work.
+    let slow = &times[&("slow".to_string(), "s".to_string())];
+    assert!(!slow.is_empty());
+    assert!(
+        slow.windows(2).all(|p| p[1] - p[0] >= 7),
+        "slow samples {slow:?}"
+    );
+    // Multigraph plugins are seen (cap multigraph was announced) and spooled whole.
+    assert!(
+        times.contains_key(&("mg_a".to_string(), "a".to_string())),
+        "{reply}"
+    );
+    assert!(
+        times.contains_key(&("mg_b".to_string(), "b".to_string())),
+        "{reply}"
+    );
+    // dirtyconfig: the values came with the config, so no fetch was made (one value per sample).
+    let raw = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("munin-daemon.dirty.")
+        })
+        .unwrap();
+    let raw = fs::read_to_string(raw).unwrap();
+    assert_eq!(
+        raw.matches("d.value").count(),
+        raw.matches("timestamp ").count(),
+        "{raw}"
+    );
+    // A config without update_rate gets the default one.
+    assert!(raw.contains("update_rate 300"), "{raw}");
+    let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap();
+    assert!(
+        meta.contains("hostname:")
+            && meta.contains("complete_until:")
+            && meta.contains("plugin_rates/fast:5"),
+        "{meta}"
+    );
+
+    // Debian's Perl munin-async serves the same lines.
+    let perl = perls(&spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    let mut a: Vec<&str> = reply.lines().collect();
+    let mut b: Vec<&str> = perl.lines().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "Perl munin-async serves our spool differently");
+
+    // Debian's munin-update ingests it; each sample's own time gives the true DERIVE rate.
+    require(MUNIN_UPDATE, "munin");
+    let bin = work.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    fs::copy(our_async(), bin.join("munin-async")).unwrap();
+    crate::master::master_dirs(work.path());
+    // Deployed, the daemon and munin-async run as one user; here munin-update runs
+    // munin-async as munin, so the spool (0750, no world access) is handed to munin.
+    assert!(Command::new("chown")
+        .args(["-R", "munin:"])
+        .arg(&spool)
+        .status()
+        .unwrap()
+        .success());
+    let out = crate::master::munin_update_in(
+        work.path(),
+        "",
+        &format!(
+            "cmd://{} --spooldir {} --spoolfetch",
+            bin.join("munin-async").display(),
+            spool.display()
+        ),
+    );
+    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    let rrd = work.path().join("db/e2e/node1-fast-x-d.rrd");
+    assert!(rrd.exists(), "no RRD for the fast plugin");
+    let last = *fast.last().unwrap();
+    let text = crate::master::rrdtool(&[
+        "fetch",
+        rrd.to_str().unwrap(),
+        "AVERAGE",
+        "-r",
+        "5",
+        "-s",
+        &(fast[1] - 1).to_string(),
+        "-e",
+        &last.to_string(),
+    ]);
+    let rates: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .filter(|v| !v.is_nan())
+        .collect();
+    assert!(rates.len() >= 2, "too few rows:\n{text}");
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    assert!(
+        (mean - 10.0).abs() < 1.0,
+        "mean DERIVE rate {mean}, expected 10:\n{text}"
+    );
+}
