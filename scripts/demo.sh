@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on a fresh Debian machine as root: installs munin-node if missing, starts
 # a private munin-node on 127.0.0.1 with the plugins Debian configured, spools one round
-# of it, and shows what a Munin master receives from our munin-async.
-#
-# Our munin-asyncd is not written yet: the spool is written by Debian's Perl munin-asyncd
-# for now, which also shows that ours reads the Perl daemon's spool.
+# of it with our munin-asyncd, and shows what a Munin master receives from our munin-async.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${MUNIN_NODE_PORT:-4950}"
@@ -12,6 +9,7 @@ port="${MUNIN_NODE_PORT:-4950}"
 bash scripts/setup.sh
 cargo build --release --locked --quiet
 bin="$PWD/target/release/munin-async"
+daemon="$PWD/target/release/munin-asyncd"
 
 work="$(mktemp -d /tmp/munin-async-demo.XXXXXX)"
 chmod 755 "$work"
@@ -45,15 +43,23 @@ for _ in $(seq 100); do
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "demo: munin-node did not start: $(tail -n 5 "$work/munin-node.log")" >&2; exit 1; }
 
-echo "demo: spooling one round with Debian's munin-asyncd into $work/spool"
-mkdir -p "$work/spool"
-/usr/share/munin/munin-asyncd --host "127.0.0.1:$port" --spooldir "$work/spool" --nocleanup >/dev/null 2>&1 &
-pids+=($!)
+echo "demo: spooling one round with our munin-asyncd into $work/spool"
+"$daemon" --host "127.0.0.1:$port" --spooldir "$work/spool" --screen -v 2>"$work/munin-asyncd.log" &
+daemon_pid=$!
+pids+=("$daemon_pid")
+# One round is done when every listed plugin has a sample.
 for _ in $(seq 600); do
-    grep -q '^lastruntime:' "$work/spool/SPOOL-META" 2>/dev/null && break
+    listed=$(wc -w 2>/dev/null <"$work/spool/munin-daemon.list" || echo 0)
+    sampled=$(grep -c '^last-timestamp\.' "$work/spool/SPOOL-META" 2>/dev/null || true)
+    [ "$listed" -gt 0 ] && [ "${sampled:-0}" -ge "$listed" ] && break
     sleep 0.2
 done
-grep -q '^lastruntime:' "$work/spool/SPOOL-META" || { echo "demo: munin-asyncd wrote no round in 120 s" >&2; exit 1; }
+[ "${sampled:-0}" -ge "$listed" ] && [ "$listed" -gt 0 ] || { echo "demo: no full round in 120 s: $(tail -n 5 "$work/munin-asyncd.log")" >&2; exit 1; }
+sleep 1.2   # let the daemon publish complete_until past the round
+kill -TERM "$daemon_pid"
+wait "$daemon_pid" || true
+echo "demo: munin-asyncd said:"
+sed 's/^/    /' "$work/munin-asyncd.log"
 
 echo "demo: what the master receives (cap, list, spoolfetch 0) from our munin-async:"
 echo "----"
