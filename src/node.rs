@@ -12,8 +12,8 @@ use crate::line::{LineEnd, LineReader};
 
 /// The longest line accepted from munin-node.
 pub const MAX_LINE: usize = 1 << 20;
-/// The largest reply accepted for one request.
-pub const MAX_REPLY: usize = 16 << 20;
+/// The largest reply accepted for one request: what fits in one spool record.
+pub const MAX_REPLY: usize = crate::record::MAX_RECORD;
 
 /// What went wrong talking to munin-node.
 #[derive(Debug)]

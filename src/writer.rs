@@ -45,12 +45,24 @@ pub enum WriteError {
     },
     /// Another munin-asyncd holds the spool directory's lock.
     Locked(PathBuf),
+    /// A sample too large for one record.
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// Its size in bytes.
+        bytes: usize,
+    },
 }
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            WriteError::TooLarge { plugin, bytes } => write!(
+                f,
+                "plugin {plugin}: a sample of {bytes} bytes is over the record limit of {} bytes; not spooled",
+                crate::record::MAX_RECORD
+            ),
             WriteError::Locked(p) => write!(
                 f,
                 "{}: another munin-asyncd is already spooling into this directory",
@@ -161,6 +173,12 @@ impl SpoolWriter {
     /// Appends one sample of `plugin` taken at `time`, whose body was built by
     /// [`record_body`]. Either the whole record is in the file afterwards, or none of it.
     pub fn append(&self, plugin: &str, time: u64, body: &[u8]) -> Result<(), WriteError> {
+        if body.len() > crate::record::MAX_RECORD {
+            return Err(WriteError::TooLarge {
+                plugin: plugin.to_string(),
+                bytes: body.len(),
+            });
+        }
         let file = IntervalFile {
             service: sanitise(plugin.as_bytes()),
             start: time - time % self.interval,
@@ -474,6 +492,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_sample_too_large_for_a_record_is_refused_not_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = SpoolWriter::open(dir.path(), 86400, Durability::Kernel).unwrap();
+        let big = vec![b'x'; crate::record::MAX_RECORD + 1];
+        assert!(matches!(
+            w.append("a", T, &big),
+            Err(WriteError::TooLarge { .. })
+        ));
+        assert_eq!(w.repair().unwrap(), RepairReport::default());
+        assert!(served(dir.path()).eq(".\n"), "nothing was written");
     }
 
     #[test]
