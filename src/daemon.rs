@@ -43,6 +43,8 @@ struct Job {
     id: usize,
     plugin: String,
     slot: u64,
+    /// The plugin's last sample is at this time minus one: a sample now must be later.
+    not_before: u64,
 }
 
 /// What a worker reports.
@@ -62,6 +64,11 @@ enum PollError {
     Node(NodeError),
     Write(WriteError),
     Unknown,
+    /// The plugin already has a sample at this second (a restart within the second of
+    /// the last sample, or a clock that went back): a second one would be refused by RRD.
+    TooEarly {
+        last: u64,
+    },
 }
 
 impl std::fmt::Display for PollError {
@@ -70,6 +77,10 @@ impl std::fmt::Display for PollError {
             PollError::Node(e) => e.fmt(f),
             PollError::Write(e) => e.fmt(f),
             PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
+            PollError::TooEarly { last } => write!(
+                f,
+                "skipped: a sample at {last} is spooled already (has the clock gone back?)"
+            ),
         }
     }
 }
@@ -92,6 +103,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
         cfg.durability,
     )?);
     let repaired = writer.repair()?;
+    let newest = repaired.newest.clone();
     if repaired.files > 0 {
         log_warn!(
             "{}: cut {} bytes of torn records off {} files (an earlier crash)",
@@ -123,6 +135,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
         meta_dirty: true,
         published: None,
         relist_soon: false,
+        newest,
     }
     .run()
 }
@@ -144,6 +157,8 @@ struct Coordinator<'a> {
     published: Option<u64>,
     /// A plugin vanished: read the list again soon.
     relist_soon: bool,
+    /// Each service's newest sample found in the spool at start.
+    newest: BTreeMap<String, u64>,
 }
 
 impl Coordinator<'_> {
@@ -186,6 +201,7 @@ impl Coordinator<'_> {
                     id,
                     plugin: self.plugins[id].name.clone(),
                     slot,
+                    not_before: self.plugins[id].last.map_or(0, |t| t + 1),
                 };
                 if self.jobs.send(job).is_err() {
                     log_error!("all worker threads have stopped");
@@ -275,7 +291,7 @@ impl Coordinator<'_> {
                         listed: false,
                         scheduled: false,
                         failing: false,
-                        last: None,
+                        last: self.newest.get(&sanitise(name.as_bytes())).copied(),
                     });
                     self.by_name.insert(name.clone(), id);
                     log_debug!("new plugin {name}");
@@ -319,6 +335,10 @@ impl Coordinator<'_> {
                     self.schedule.set_rate(done.id, rate);
                 }
                 self.meta_dirty = true;
+            }
+            Err(e @ PollError::TooEarly { .. }) => {
+                // Expected after a restart within the second of the last sample.
+                log_info!("plugin {}: {e}", p.name);
             }
             Err(PollError::Unknown) => {
                 log_warn!(
@@ -412,8 +432,14 @@ fn worker(
             },
             Err(_) => return,
         };
-        let result = poll(cfg, &mut conn, writer, &job.plugin);
-        if result.is_err() {
+        let result = if system_clock() < job.not_before {
+            Err(PollError::TooEarly {
+                last: job.not_before - 1,
+            })
+        } else {
+            poll(cfg, &mut conn, writer, &job.plugin, job.not_before)
+        };
+        if matches!(result, Err(PollError::Node(_) | PollError::Write(_))) {
             // The connection may be in any state now: start afresh next time.
             conn = None;
         }
@@ -434,6 +460,7 @@ fn poll(
     conn: &mut Option<NodeConn>,
     writer: &SpoolWriter,
     plugin: &str,
+    not_before: u64,
 ) -> Result<Sample, PollError> {
     if conn.is_none() {
         let mut c = NodeConn::connect(&cfg.host, cfg.request_timeout).map_err(PollError::Node)?;
@@ -458,6 +485,11 @@ fn poll(
         let t = system_clock();
         (t, c.fetch(plugin).map_err(PollError::Node)?)
     };
+    if time < not_before {
+        return Err(PollError::TooEarly {
+            last: not_before - 1,
+        });
+    }
     let rate = rate_in_config(config.iter().map(Vec::as_slice)).map(|r| r.seconds);
     let default_rate = format!("update_rate {}", cfg.default_rate).into_bytes();
     let mut lines: Vec<&[u8]> = Vec::with_capacity(config.len() + values.len() + 1);

@@ -82,12 +82,15 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
 }
 
 /// What a repair did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RepairReport {
     /// Files cut back.
     pub files: u64,
     /// Bytes cut off.
     pub bytes: u64,
+    /// Each service's newest intact sample, so a restarted daemon never spools a second
+    /// sample at the same time (RRD refuses two updates in one second).
+    pub newest: std::collections::BTreeMap<String, u64>,
 }
 
 /// Builds a record body from a plugin's output lines, as Perl's SpoolWriter does: a
@@ -201,7 +204,7 @@ impl SpoolWriter {
             f.read_exact_at(&mut last, before - 1).map_err(&err)?;
             if last[0] != b'\n' {
                 // A torn tail from a crash: cut it off, or the record would be glued to it.
-                before = cut_to_intact(&f).map_err(&err)?;
+                before = cut_to_intact(&f).map_err(&err)?.0;
             }
         }
         let mut record = Vec::with_capacity(body.len() + 64);
@@ -292,7 +295,11 @@ impl SpoolWriter {
             };
             f.lock().map_err(io_at(&path))?;
             let len = f.metadata().map_err(io_at(&path))?.len();
-            let kept = cut_to_intact(&f).map_err(io_at(&path))?;
+            let (kept, newest) = cut_to_intact(&f).map_err(io_at(&path))?;
+            if let Some(t) = newest {
+                let e = report.newest.entry(file.service.clone()).or_insert(t);
+                *e = (*e).max(t);
+            }
             if kept < len {
                 report.files += 1;
                 report.bytes += len - kept;
@@ -308,15 +315,17 @@ impl SpoolWriter {
     }
 }
 
-/// Cuts a locked file back to the end of its last intact record; returns the new length.
-fn cut_to_intact(f: &File) -> io::Result<u64> {
-    struct All;
+/// Cuts a locked file back to the end of its last intact record; returns the new length
+/// and the newest intact record's time.
+fn cut_to_intact(f: &File) -> io::Result<(u64, Option<u64>)> {
+    struct All(Option<u64>);
     impl RecordSink for All {
         type Error = std::convert::Infallible;
         fn wants(&mut self, _: u64) -> bool {
             true
         }
-        fn begin(&mut self, _: &Epoch) -> Result<(), Self::Error> {
+        fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
+            self.0 = self.0.max(Some(e.value()));
             Ok(())
         }
         fn line(&mut self, _: &[u8]) -> Result<(), Self::Error> {
@@ -327,6 +336,7 @@ fn cut_to_intact(f: &File) -> io::Result<u64> {
         }
     }
     let len = f.metadata()?.len();
+    let mut all = All(None);
     let mut scanner = Scanner::new();
     let mut lines = LineReader::new(
         ReadAt {
@@ -338,12 +348,12 @@ fn cut_to_intact(f: &File) -> io::Result<u64> {
         MAX_LINE,
     );
     while let Some((end, line, n)) = lines.next_line()? {
-        match scanner.line(line, end, n, &mut All) {
+        match scanner.line(line, end, n, &mut all) {
             Ok(()) => {}
             Err(never) => match never {},
         }
     }
-    match scanner.finish(&mut All) {
+    match scanner.finish(&mut all) {
         Ok(()) => {}
         Err(never) => match never {},
     }
@@ -351,7 +361,7 @@ fn cut_to_intact(f: &File) -> io::Result<u64> {
     if keep < len {
         f.set_len(keep)?;
     }
-    Ok(keep)
+    Ok((keep, all.0))
 }
 
 /// Reads `f` from `pos` to `end` with positioned reads, leaving the file offset alone.
@@ -468,14 +478,8 @@ mod tests {
                 f.write_all(&torn[..cut]).unwrap();
                 if repair_first {
                     let r = w.repair().unwrap();
-                    assert_eq!(
-                        r,
-                        RepairReport {
-                            files: 1,
-                            bytes: cut as u64
-                        },
-                        "cut at {cut}"
-                    );
+                    assert_eq!((r.files, r.bytes), (1, cut as u64), "cut at {cut}");
+                    assert_eq!(r.newest.get("a"), Some(&(T + 10)), "cut at {cut}");
                     assert_eq!(fs::metadata(&path).unwrap().len(), intact);
                 }
                 w.append("a", T + 30, &body("a", &["a.value 4"])).unwrap();
