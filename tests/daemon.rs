@@ -475,3 +475,170 @@ seq 1 2000 | sed \"s/.*/f&.value $t/\"
         );
     }
 }
+
+#[test]
+fn munin_node_down_at_start_is_waited_for_and_logged_once() {
+    let port = free_port();
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let daemon = Running(
+        Command::new(our_asyncd())
+            .args(["--host", &format!("127.0.0.1:{port}"), "--spooldir"])
+            .arg(&spool)
+            .args(["--screen", "-v"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Down for 4 seconds: the daemon stays up and says so once.
+    thread::sleep(Duration::from_secs(4));
+    let mut daemon = daemon;
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "munin-asyncd exited without munin-node"
+    );
+    let node = PrivateNode::start_on(port, &[("fast", FAST)]);
+    let start = Instant::now();
+    while !fs::read_to_string(spool.join("SPOOL-META"))
+        .unwrap_or_default()
+        .contains("last-timestamp.fast")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing spooled after munin-node came up"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop(daemon);
+    drop(node);
+    let log = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log.matches("cannot connect to munin-node").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("is up").count(), 1, "{log}");
+}
+
+/// A fake munin-node for faults a real one cannot produce on demand: `hang` never
+/// answers, `endless` sends 5 MB without a newline, `closer` hangs up, `trickle` sends a
+/// byte every 300 ms. `good` answers at once, at a 1-second rate. Serves every connection
+/// in a thread of its own until the test ends.
+fn faulty_node() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let _ = stream.write_all(b"# munin node at fake.example\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.trim().to_string();
+                    line.clear();
+                    let reply: &[u8] = match cmd.as_str() {
+                        c if c.starts_with("cap") => b"cap multigraph dirtyconfig\n",
+                        "nodes" => b"fake.example\n.\n",
+                        c if c.starts_with("list") => b"good hang endless closer trickle\n",
+                        "config good" => b"graph_title Good\nupdate_rate 1\nv.label v\n.\n",
+                        "fetch good" => b"v.value 1\n.\n",
+                        "config hang" => {
+                            thread::sleep(Duration::from_secs(30));
+                            return;
+                        }
+                        "config endless" => {
+                            let chunk = vec![b'x'; 64 * 1024];
+                            for _ in 0..80 {
+                                if stream.write_all(&chunk).is_err() {
+                                    return;
+                                }
+                            }
+                            return;
+                        }
+                        "config closer" => return,
+                        "config trickle" => {
+                            for b in b"graph_title Trickle\n.\n" {
+                                if stream.write_all(&[*b]).is_err() {
+                                    return;
+                                }
+                                thread::sleep(Duration::from_millis(300));
+                            }
+                            continue;
+                        }
+                        "quit" => return,
+                        _ => b"# Unknown command\n",
+                    };
+                    if stream.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn faulty_plugins_never_move_a_good_one_off_its_slots() {
+    let port = faulty_node();
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let daemon = Running(
+        Command::new(our_asyncd())
+            .args(["--host", &format!("127.0.0.1:{port}"), "--spooldir"])
+            .arg(&spool)
+            .args([
+                "--screen",
+                "-v",
+                "--connections",
+                "6",
+                "--request-timeout",
+                "2",
+                "--update-rate",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    thread::sleep(Duration::from_secs(10));
+    let mut daemon = daemon;
+    assert!(daemon.0.try_wait().unwrap().is_none(), "munin-asyncd died");
+    stop(daemon);
+    let log = fs::read_to_string(&log).unwrap();
+    let reply = ours(&spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    let times = value_times(&reply);
+    let good = &times[&("good".to_string(), "v".to_string())];
+    assert!(good.len() >= 7, "{good:?}\n{log}");
+    assert!(
+        good.windows(2).all(|w| w[1] - w[0] == 1),
+        "good plugin missed slots: {good:?}\n{log}"
+    );
+    for (plugin, why) in [
+        ("hang", "in time"),
+        ("endless", "over the limit"),
+        ("closer", "closed the connection"),
+        ("trickle", "in time"),
+    ] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("plugin {plugin}:")))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{plugin}: logged once until it recovers\n{log}"
+        );
+        assert!(lines[0].contains(why), "{plugin}: {}", lines[0]);
+    }
+    assert!(
+        !reply.contains("Trickle") && !reply.contains("xxxx"),
+        "a failed request was spooled"
+    );
+}

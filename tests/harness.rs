@@ -210,6 +210,11 @@ pub struct PrivateNode {
 impl PrivateNode {
     /// Starts munin-node with `plugins` (name, shell script) and waits until it answers.
     pub fn start(plugins: &[(&str, &str)]) -> PrivateNode {
+        PrivateNode::start_on(free_port(), plugins)
+    }
+
+    /// The same, on a given port.
+    pub fn start_on(port: u16, plugins: &[(&str, &str)]) -> PrivateNode {
         require_root();
         require("/usr/sbin/munin-node", "munin-node");
         let dir = tempdir();
@@ -221,7 +226,6 @@ impl PrivateNode {
             fs::write(&p, script).unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let port = free_port();
         let d = dir.path().display();
         fs::write(
             dir.path().join("munin-node.conf"),
