@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::log::{Level, Target};
+use crate::log::{Level, LogOpts, Target};
 use crate::session::{Catchup, DEFAULT_CATCHUP};
 
 /// Where Debian keeps the spool.
@@ -53,15 +53,9 @@ pub struct AsyncOpts {
     /// no limit [default: 6 spool intervals, 6 days with Debian's settings].
     #[arg(long, value_name = "SECONDS")]
     pub catchup_window: Option<u64>,
-    /// Log what happens (sessions, cleanup).
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
-    /// Log every command received (implies --verbose).
-    #[arg(long)]
-    pub debug: bool,
-    /// Log to stderr instead of syslog.
-    #[arg(long)]
-    pub screen: bool,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogOpts,
 }
 
 const AFTER_HELP: &str = "\
@@ -129,18 +123,8 @@ impl AsyncOpts {
             catchup: self
                 .catchup_window
                 .map_or(DEFAULT_CATCHUP, Catchup::Seconds),
-            log_target: if self.screen {
-                Target::Stderr
-            } else {
-                Target::Syslog
-            },
-            log_level: if self.debug {
-                Level::Debug
-            } else if self.verbose {
-                Level::Info
-            } else {
-                Level::Warning
-            },
+            log_target: self.log.target(),
+            log_level: self.log.level(),
         })
     }
 }

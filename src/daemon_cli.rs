@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cli::DEFAULT_SPOOLDIR;
-use crate::log::{Level, Target};
+use crate::log::{Level, LogOpts, Target};
 use crate::writer::Durability;
 
 /// Poll munin-node on every plugin's own schedule and spool each sample for munin-async.
@@ -50,15 +50,9 @@ pub struct AsyncdOpts {
     /// Do not delete old spool files.
     #[arg(short = 'n', long)]
     pub nocleanup: bool,
-    /// Log what happens (polls, cleanup).
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
-    /// Log every request (implies --verbose).
-    #[arg(long)]
-    pub debug: bool,
-    /// Log to stderr instead of syslog.
-    #[arg(long)]
-    pub screen: bool,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogOpts,
 }
 
 const AFTER_HELP: &str = "\
@@ -139,18 +133,8 @@ impl AsyncdOpts {
             request_timeout,
             durability,
             cleanup: !self.nocleanup,
-            log_target: if self.screen {
-                Target::Stderr
-            } else {
-                Target::Syslog
-            },
-            log_level: if self.debug {
-                Level::Debug
-            } else if self.verbose {
-                Level::Info
-            } else {
-                Level::Warning
-            },
+            log_target: self.log.target(),
+            log_level: self.log.level(),
         })
     }
 }

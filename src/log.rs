@@ -104,6 +104,42 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     }
 }
 
+/// The logging options both programs take, as Perl's did.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LogOpts {
+    /// Log what happens (sessions, polls, cleanup).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Log every command or request (implies --verbose).
+    #[arg(long)]
+    pub debug: bool,
+    /// Log to stderr instead of syslog.
+    #[arg(long)]
+    pub screen: bool,
+}
+
+impl LogOpts {
+    /// Where logs go.
+    pub fn target(&self) -> Target {
+        if self.screen {
+            Target::Stderr
+        } else {
+            Target::Syslog
+        }
+    }
+
+    /// The most detailed level logged.
+    pub fn level(&self) -> Level {
+        if self.debug {
+            Level::Debug
+        } else if self.verbose {
+            Level::Info
+        } else {
+            Level::Warning
+        }
+    }
+}
+
 /// Bytes from a peer or a file, quoted and escaped for a log line.
 pub struct Quoted<'a>(pub &'a [u8]);
 

@@ -4,8 +4,7 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::harness::*;
 
@@ -134,18 +133,14 @@ fn an_unreadable_spool_file_is_skipped_and_logged_and_the_rest_served() {
         .path()
         .join(format!("munin-daemon.b.{}.86400", t - t % 86400));
     fs::set_permissions(&b, fs::Permissions::from_mode(0o000)).unwrap();
-    let bin = tempdir();
-    let exe = bin.path().join("munin-async");
-    fs::copy(our_async(), &exe).unwrap();
-    let out = run(
-        Command::new("setpriv")
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(&exe)
-            .arg("-s")
-            .arg(spool.path())
-            .args(["--spoolfetch", "--screen"]),
+    let out = ours_as_nobody(
+        &[
+            "-s".as_ref(),
+            spool.path().as_os_str(),
+            "--spoolfetch".as_ref(),
+            "--screen".as_ref(),
+        ],
         b"spoolfetch 0\n",
-        Duration::from_secs(30),
     );
     assert!(out.status.success(), "{}", out.stderr());
     assert_eq!(

@@ -283,3 +283,20 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// Runs our munin-async as the unprivileged user nobody (from a copy it can execute),
+/// with these arguments and input.
+pub fn ours_as_nobody(args: &[&std::ffi::OsStr], input: &[u8]) -> Output {
+    require_root();
+    let bin = tempdir();
+    let exe = bin.path().join("munin-async");
+    fs::copy(our_async(), &exe).unwrap();
+    run(
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&exe)
+            .args(args),
+        input,
+        Duration::from_secs(30),
+    )
+}

@@ -135,6 +135,15 @@ pub(crate) fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output
     )
 }
 
+/// The values of `rrdtool fetch` output, NaN rows left out.
+pub(crate) fn fetched_values(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .filter(|v| !v.is_nan())
+        .collect()
+}
+
 pub(crate) fn rrdtool(args: &[&str]) -> String {
     let out = run(
         Command::new("rrdtool").args(args),
@@ -184,12 +193,7 @@ fn check_rrds(m: &Master) {
         "-e",
         &end,
     ]);
-    let rates: Vec<f64> = text
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .filter(|v| !v.is_nan())
-        .collect();
+    let rates = fetched_values(&text);
     assert!(rates.len() >= 5, "too few rows with data:\n{text}");
     for r in rates {
         assert!(

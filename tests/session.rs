@@ -199,18 +199,7 @@ fn unreadable_spool_directory_as_an_unprivileged_user() {
     require_root();
     let spool = fixture();
     fs::set_permissions(spool.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    let bin = tempdir();
-    let exe = bin.path().join("munin-async");
-    fs::copy(our_async(), &exe).unwrap();
-    let out = run(
-        Command::new("setpriv")
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(&exe)
-            .arg("-s")
-            .arg(spool.path()),
-        b"list\n",
-        Duration::from_secs(30),
-    );
+    let out = ours_as_nobody(&["-s".as_ref(), spool.path().as_os_str()], b"list\n");
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr());
     assert!(out.stdout.is_empty());
     assert!(
