@@ -166,7 +166,9 @@ impl Coordinator<'_> {
         let mut next_list = Instant::now();
         let mut backoff = Duration::from_secs(1);
         let mut next_cleanup = Instant::now();
-        let mut ready = false;
+        // Ready once the spool is open and repaired, even with munin-node still down:
+        // the daemon waits for it, and Debian's init script gives up after 15 s.
+        signals::sd_notify("READY=1\nSTATUS=reading the plugin list");
         while !signals::terminate_requested() {
             if signals::take_reload() {
                 log_info!("SIGHUP: reading the plugin list again");
@@ -179,10 +181,6 @@ impl Coordinator<'_> {
                 if self.relist() {
                     backoff = Duration::from_secs(1);
                     next_list = Instant::now() + RELIST_EVERY;
-                    if !ready {
-                        signals::sd_notify("READY=1");
-                        ready = true;
-                    }
                 } else {
                     next_list = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -259,6 +257,11 @@ impl Coordinator<'_> {
                         self.cfg.host,
                         list.len()
                     );
+                    signals::sd_notify(&format!(
+                        "STATUS=spooling {} plugins of {}",
+                        list.len(),
+                        self.cfg.host
+                    ));
                 }
                 self.node_up = Some(true);
                 self.hostname = Some(hostname);
@@ -268,6 +271,10 @@ impl Coordinator<'_> {
             Err(e) => {
                 if self.node_up != Some(false) {
                     log_error!("{e}; retrying until it answers");
+                    signals::sd_notify(&format!(
+                        "STATUS=munin-node at {} does not answer; retrying",
+                        self.cfg.host
+                    ));
                 }
                 self.node_up = Some(false);
                 false

@@ -238,8 +238,19 @@ fn start_daemon(
     log: &std::path::Path,
     extra: &[&str],
 ) -> Running {
+    start_daemon_env(addr, spool, log, extra, &[])
+}
+
+fn start_daemon_env(
+    addr: &str,
+    spool: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &std::path::Path)],
+) -> Running {
     Running(
         Command::new(our_asyncd())
+            .envs(env.iter().copied())
             .args(["--host", addr, "--spooldir"])
             .arg(spool)
             .args(["--screen", "-v", "--durability", "kernel"])
@@ -487,7 +498,30 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
     let work = tempdir();
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
-    let daemon = start_daemon(&format!("127.0.0.1:{port}"), &spool, &log, &[]);
+    // systemd's notification socket, as a Type=notify unit gives it.
+    let notify_path = work.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let daemon = start_daemon_env(
+        &format!("127.0.0.1:{port}"),
+        &spool,
+        &log,
+        &[],
+        &[("NOTIFY_SOCKET", &notify_path)],
+    );
+    // Ready although munin-node is down (Debian's init script waits only 15 s), and it says why.
+    let mut said = String::new();
+    let mut buf = [0u8; 512];
+    while !said.contains("does not answer") {
+        let n = notify
+            .recv(&mut buf)
+            .expect("no word from munin-asyncd on NOTIFY_SOCKET");
+        said.push_str(&String::from_utf8_lossy(&buf[..n]));
+        said.push('\n');
+    }
+    assert!(said.starts_with("READY=1\n"), "{said}");
     // Down for 4 seconds: the daemon stays up and says so once.
     thread::sleep(Duration::from_secs(4));
     let mut daemon = daemon;
