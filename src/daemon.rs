@@ -54,6 +54,9 @@ struct Done {
     result: Result<Sample, PollError>,
 }
 
+/// What reading the plugin list gives: munin-node's host name and its plugins.
+type ListResult = Result<(String, Vec<String>), NodeError>;
+
 /// A spooled sample.
 struct Sample {
     time: u64,
@@ -136,6 +139,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
         published: None,
         relist_soon: false,
         newest,
+        listing: None,
     }
     .run()
 }
@@ -154,7 +158,11 @@ struct Coordinator<'a> {
     /// Whether munin-node answered last time (None before the first try).
     node_up: Option<bool>,
     meta_dirty: bool,
-    published: Option<u64>,
+    /// When SPOOL-META was last written, and the complete_until it said.
+    published: Option<(Instant, u64)>,
+    /// The plugin list being read, in a thread of its own: a munin-node that accepts but
+    /// does not answer must not stall the polls or the reaction to SIGTERM.
+    listing: Option<Receiver<ListResult>>,
     /// A plugin vanished: read the list again soon.
     relist_soon: bool,
     /// Each service's newest sample found in the spool at start.
@@ -177,13 +185,28 @@ impl Coordinator<'_> {
             if std::mem::take(&mut self.relist_soon) {
                 next_list = next_list.min(Instant::now() + Duration::from_secs(5));
             }
-            if Instant::now() >= next_list {
-                if self.relist() {
-                    backoff = Duration::from_secs(1);
-                    next_list = Instant::now() + RELIST_EVERY;
-                } else {
-                    next_list = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+            if self.listing.is_none() && Instant::now() >= next_list {
+                self.listing = Some(self.start_listing());
+            }
+            if let Some(rx) = &self.listing {
+                let result = match rx.try_recv() {
+                    Ok(result) => Some(result),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        Some(Err(NodeError::Closed {
+                            request: "list".into(),
+                        }))
+                    }
+                };
+                if let Some(result) = result {
+                    self.listing = None;
+                    if self.listed(result) {
+                        backoff = Duration::from_secs(1);
+                        next_list = Instant::now() + RELIST_EVERY;
+                    } else {
+                        next_list = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 }
             }
             let now = system_clock();
@@ -224,31 +247,43 @@ impl Coordinator<'_> {
             }
         }
         log_info!("stopping");
+        self.meta_dirty = true;
+        self.published = None;
         self.publish(system_clock());
         Ok(())
     }
 
-    /// Reads the plugin list; `false` when munin-node could not be asked.
-    fn relist(&mut self) -> bool {
-        let result = (|| {
-            let mut conn = NodeConn::connect(&self.cfg.host, self.cfg.request_timeout)?;
-            conn.cap("multigraph dirtyconfig")?;
-            let nodes = conn.nodes()?;
-            let node = nodes
-                .first()
-                .cloned()
-                .unwrap_or_else(|| conn.hostname.clone());
-            if nodes.len() > 1 {
-                log_warn!(
-                    "munin-node serves {} virtual nodes; only the first ({node}) is spooled so far",
-                    nodes.len()
-                );
-            }
-            let plugins = conn.list(&node)?;
-            let hostname = conn.hostname.clone();
-            conn.quit();
-            Ok::<_, NodeError>((hostname, plugins))
-        })();
+    /// Starts reading the plugin list in a thread of its own.
+    fn start_listing(&self) -> Receiver<ListResult> {
+        let (tx, rx) = channel();
+        let (host, timeout) = (self.cfg.host.clone(), self.cfg.request_timeout);
+        thread::spawn(move || {
+            let result = (|| {
+                let mut conn = NodeConn::connect(&host, timeout)?;
+                conn.cap("multigraph dirtyconfig")?;
+                let nodes = conn.nodes()?;
+                let node = nodes
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| conn.hostname.clone());
+                if nodes.len() > 1 {
+                    log_warn!(
+                        "munin-node serves {} virtual nodes; only the first ({node}) is spooled so far",
+                        nodes.len()
+                    );
+                }
+                let plugins = conn.list(&node)?;
+                let hostname = conn.hostname.clone();
+                conn.quit();
+                Ok((hostname, plugins))
+            })();
+            let _ = tx.send(result);
+        });
+        rx
+    }
+
+    /// Takes in a plugin list; `false` when munin-node could not be asked.
+    fn listed(&mut self, result: ListResult) -> bool {
         match result {
             Ok((hostname, list)) => {
                 if self.node_up != Some(true) {
@@ -377,11 +412,11 @@ impl Coordinator<'_> {
             .values()
             .min()
             .map_or(now.saturating_sub(1), |t| t.saturating_sub(1));
-        if !self.meta_dirty && self.published == Some(complete) {
-            return;
-        }
-        if self.published.is_some_and(|p| p + 1 > now) && !self.meta_dirty {
-            return;
+        match self.published {
+            Some((_, said)) if said == complete && !self.meta_dirty => return,
+            // At most once a second: with Durability::Record every write is synced.
+            Some((at, _)) if at.elapsed() < Duration::from_secs(1) => return,
+            _ => {}
         }
         let mut pairs = vec![
             (
@@ -404,7 +439,7 @@ impl Coordinator<'_> {
         }
         match self.writer.write_meta(&pairs) {
             Ok(()) => {
-                self.published = Some(complete);
+                self.published = Some((Instant::now(), complete));
                 self.meta_dirty = false;
             }
             Err(e) => log_error!("{e}"),

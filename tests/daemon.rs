@@ -666,3 +666,35 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
         "a failed request was spooled"
     );
 }
+
+#[test]
+fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
+    // Accepts connections and says nothing, ever (a hung munin-node).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let work = tempdir();
+    let mut daemon = start_daemon(
+        &format!("127.0.0.1:{port}"),
+        &work.path().join("spool"),
+        &work.path().join("asyncd.log"),
+        &[],
+    );
+    thread::sleep(Duration::from_secs(2));
+    assert!(daemon.0.try_wait().unwrap().is_none());
+    let pid = daemon.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let start = Instant::now();
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "SIGTERM took over a second with a hung munin-node"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
