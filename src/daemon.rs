@@ -8,12 +8,14 @@
 //! every sample at or before that time is in the spool or has failed. munin-async serves
 //! nothing newer, so the master's cursor never passes a sample still being taken.
 //!
+//! One node spools into the spool directory itself (Debian's layout). When munin-node
+//! serves several (virtual nodes, `nodes`), each spools into a subdirectory named after it.
 //! munin-node down at start or later is retried with backoff and logged once per change;
-//! the daemon never exits for it. Virtual nodes (`nodes`) other than the first are not
-//! spooled yet: see the README.
+//! the daemon never exits for it.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ struct Job {
     slot: u64,
     /// The plugin's last sample is at this time minus one: a sample now must be later.
     not_before: u64,
+    /// The spool of the plugin's node.
+    writer: Arc<SpoolWriter>,
 }
 
 /// What a worker reports.
@@ -54,8 +58,9 @@ struct Done {
     result: Result<Sample, PollError>,
 }
 
-/// What reading the plugin list gives: munin-node's host name and its plugins.
-type ListResult = Result<(String, Vec<String>), NodeError>;
+/// What reading the plugin list gives: munin-node's host name, and each node's plugins
+/// (one node named "" when munin-node serves only its own).
+type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeError>;
 
 /// A spooled sample.
 struct Sample {
@@ -89,6 +94,8 @@ impl std::fmt::Display for PollError {
 }
 
 struct Plugin {
+    /// Index into the coordinator's spools.
+    spool: usize,
     name: String,
     rate: u64,
     listed: bool,
@@ -98,47 +105,76 @@ struct Plugin {
     last: Option<u64>,
 }
 
-/// Runs until SIGTERM or SIGINT. Errors only when the spool directory cannot be used.
-pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
-    let writer = Arc::new(SpoolWriter::open(
-        &cfg.spooldir,
-        cfg.interval,
-        cfg.durability,
-    )?);
+/// One node's spool directory.
+struct NodeSpool {
+    /// The node's name ("" for munin-node's own, spooled into the spool directory itself).
+    node: String,
+    writer: Arc<SpoolWriter>,
+    /// The name SPOOL-META gives munin-async's greeting.
+    hostname: String,
+    /// Each service's newest sample found when the spool was opened.
+    newest: BTreeMap<String, u64>,
+    /// SPOOL-META needs writing.
+    dirty: bool,
+    /// The complete_until SPOOL-META says.
+    said: Option<u64>,
+}
+
+/// Whether a node name from munin-node can name a subdirectory: no `/`, no NUL, not `.`
+/// or `..` or hidden, printable, at most 200 bytes. Dashes and dots inside are fine.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+}
+
+/// Opens a node's spool, repairs it, and says what the repair did.
+fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, WriteError> {
+    let writer = SpoolWriter::open(dir, cfg.interval, cfg.durability)?;
     let repaired = writer.repair()?;
-    let newest = repaired.newest.clone();
     if repaired.files > 0 {
         log_warn!(
             "{}: cut {} bytes of torn records off {} files (an earlier crash)",
-            cfg.spooldir.display(),
+            dir.display(),
             repaired.bytes,
             repaired.files
         );
     }
+    Ok(NodeSpool {
+        node: node.to_string(),
+        writer: Arc::new(writer),
+        hostname: node.to_string(),
+        newest: repaired.newest,
+        dirty: true,
+        said: None,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT. Errors only when the spool directory cannot be used.
+pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
+    // The spool directory itself: munin-node's own node, and the lock for the whole tree.
+    let root = open_spool(&cfg.spooldir, "", cfg)?;
     let (job_tx, job_rx) = channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<Done>();
     for _ in 0..cfg.connections {
-        let (jobs, done, writer, cfg) =
-            (job_rx.clone(), done_tx.clone(), writer.clone(), cfg.clone());
-        thread::spawn(move || worker(&cfg, &jobs, &done, &writer));
+        let (jobs, done, cfg) = (job_rx.clone(), done_tx.clone(), cfg.clone());
+        thread::spawn(move || worker(&cfg, &jobs, &done));
     }
     drop(done_tx);
     Coordinator {
         cfg,
-        writer: &writer,
         jobs: job_tx,
         done: done_rx,
         schedule: Schedule::new(),
         plugins: Vec::new(),
         by_name: BTreeMap::new(),
+        spools: vec![root],
         in_flight: BTreeMap::new(),
-        hostname: None,
         node_up: None,
-        meta_dirty: true,
         published: None,
         relist_soon: false,
-        newest,
         listing: None,
     }
     .run()
@@ -146,27 +182,25 @@ pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
 
 struct Coordinator<'a> {
     cfg: &'a DaemonConfig,
-    writer: &'a SpoolWriter,
     jobs: Sender<Job>,
     done: Receiver<Done>,
     schedule: Schedule,
     plugins: Vec<Plugin>,
-    by_name: BTreeMap<String, usize>,
+    /// (spool, plugin name) → plugin id.
+    by_name: BTreeMap<(usize, String), usize>,
+    /// The spools, the spool directory itself first.
+    spools: Vec<NodeSpool>,
     /// Plugin id → when its request was handed out.
     in_flight: BTreeMap<usize, u64>,
-    hostname: Option<String>,
     /// Whether munin-node answered last time (None before the first try).
     node_up: Option<bool>,
-    meta_dirty: bool,
-    /// When SPOOL-META was last written, and the complete_until it said.
-    published: Option<(Instant, u64)>,
+    /// When SPOOL-META files were last written.
+    published: Option<Instant>,
+    /// A plugin vanished: read the list again soon.
+    relist_soon: bool,
     /// The plugin list being read, in a thread of its own: a munin-node that accepts but
     /// does not answer must not stall the polls or the reaction to SIGTERM.
     listing: Option<Receiver<ListResult>>,
-    /// A plugin vanished: read the list again soon.
-    relist_soon: bool,
-    /// Each service's newest sample found in the spool at start.
-    newest: BTreeMap<String, u64>,
 }
 
 impl Coordinator<'_> {
@@ -191,12 +225,10 @@ impl Coordinator<'_> {
             if let Some(rx) = &self.listing {
                 let result = match rx.try_recv() {
                     Ok(result) => Some(result),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        Some(Err(NodeError::Closed {
-                            request: "list".into(),
-                        }))
-                    }
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => Some(Err(NodeError::Closed {
+                        request: "list".into(),
+                    })),
                 };
                 if let Some(result) = result {
                     self.listing = None;
@@ -211,25 +243,27 @@ impl Coordinator<'_> {
             }
             let now = system_clock();
             while let Some((id, slot)) = self.schedule.pop_due(now) {
-                if !self.plugins[id].listed {
+                let p = &mut self.plugins[id];
+                if !p.listed {
                     // Dropped from munin-node's list: leave the schedule.
                     self.schedule.remove(id);
-                    self.plugins[id].scheduled = false;
+                    p.scheduled = false;
                     continue;
                 }
                 self.in_flight.insert(id, now);
                 let job = Job {
                     id,
-                    plugin: self.plugins[id].name.clone(),
+                    plugin: p.name.clone(),
                     slot,
-                    not_before: self.plugins[id].last.map_or(0, |t| t + 1),
+                    not_before: p.last.map_or(0, |t| t + 1),
+                    writer: self.spools[p.spool].writer.clone(),
                 };
                 if self.jobs.send(job).is_err() {
                     log_error!("all worker threads have stopped");
                     return Ok(());
                 }
             }
-            self.publish(now);
+            self.publish(now, false);
             if self.cfg.cleanup && Instant::now() >= next_cleanup {
                 next_cleanup = Instant::now() + CLEANUP_EVERY;
                 self.cleanup(now);
@@ -247,9 +281,7 @@ impl Coordinator<'_> {
             }
         }
         log_info!("stopping");
-        self.meta_dirty = true;
-        self.published = None;
-        self.publish(system_clock());
+        self.publish(system_clock(), true);
         Ok(())
     }
 
@@ -262,47 +294,54 @@ impl Coordinator<'_> {
                 let mut conn = NodeConn::connect(&host, timeout)?;
                 conn.cap("multigraph dirtyconfig")?;
                 let nodes = conn.nodes()?;
-                let node = nodes
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| conn.hostname.clone());
-                if nodes.len() > 1 {
-                    log_warn!(
-                        "munin-node serves {} virtual nodes; only the first ({node}) is spooled so far",
-                        nodes.len()
-                    );
+                let mut lists = Vec::new();
+                if nodes.len() <= 1 {
+                    // Debian's layout: the node's own plugins in the spool directory itself.
+                    let node = nodes.first().cloned().unwrap_or_default();
+                    lists.push((String::new(), conn.list(&node)?));
+                } else {
+                    for node in nodes {
+                        if valid_node_name(&node) {
+                            let plugins = conn.list(&node)?;
+                            lists.push((node, plugins));
+                        } else {
+                            log_error!(
+                                "virtual node {:?} cannot name a spool directory; not spooled",
+                                crate::log::Quoted(node.as_bytes()).to_string()
+                            );
+                        }
+                    }
                 }
-                let plugins = conn.list(&node)?;
                 let hostname = conn.hostname.clone();
                 conn.quit();
-                Ok((hostname, plugins))
+                Ok((hostname, lists))
             })();
             let _ = tx.send(result);
         });
         rx
     }
 
+    /// The index of a node's spool, opened (and repaired) the first time.
+    fn spool_for(&mut self, node: &str) -> Option<usize> {
+        if let Some(i) = self.spools.iter().position(|s| s.node == node) {
+            return Some(i);
+        }
+        match open_spool(&self.cfg.spooldir.join(node), node, self.cfg) {
+            Ok(s) => {
+                self.spools.push(s);
+                Some(self.spools.len() - 1)
+            }
+            Err(e) => {
+                log_error!("{e}; virtual node {node} is not spooled");
+                None
+            }
+        }
+    }
+
     /// Takes in a plugin list; `false` when munin-node could not be asked.
     fn listed(&mut self, result: ListResult) -> bool {
-        match result {
-            Ok((hostname, list)) => {
-                if self.node_up != Some(true) {
-                    log_info!(
-                        "munin-node at {} is up: {} plugins",
-                        self.cfg.host,
-                        list.len()
-                    );
-                    signals::sd_notify(&format!(
-                        "STATUS=spooling {} plugins of {}",
-                        list.len(),
-                        self.cfg.host
-                    ));
-                }
-                self.node_up = Some(true);
-                self.hostname = Some(hostname);
-                self.update_plugins(&list);
-                true
-            }
+        let (hostname, lists) = match result {
+            Ok(found) => found,
             Err(e) => {
                 if self.node_up != Some(false) {
                     log_error!("{e}; retrying until it answers");
@@ -312,30 +351,55 @@ impl Coordinator<'_> {
                     ));
                 }
                 self.node_up = Some(false);
-                false
+                return false;
             }
+        };
+        let total: usize = lists.iter().map(|(_, p)| p.len()).sum();
+        if self.node_up != Some(true) {
+            log_info!(
+                "munin-node at {} is up: {} plugins on {} node(s)",
+                self.cfg.host,
+                total,
+                lists.len()
+            );
+            signals::sd_notify(&format!(
+                "STATUS=spooling {total} plugins of {}",
+                self.cfg.host
+            ));
         }
-    }
-
-    fn update_plugins(&mut self, list: &[String]) {
-        let now = system_clock();
+        self.node_up = Some(true);
+        self.spools[0].hostname = hostname;
         for p in &mut self.plugins {
             p.listed = false;
         }
+        for (node, names) in lists {
+            if let Some(spool) = self.spool_for(&node) {
+                self.update_plugins(spool, &names);
+            }
+        }
+        true
+    }
+
+    fn update_plugins(&mut self, spool: usize, list: &[String]) {
+        let now = system_clock();
         for name in list {
-            let id = match self.by_name.get(name) {
+            let id = match self.by_name.get(&(spool, name.clone())) {
                 Some(&id) => id,
                 None => {
                     let id = self.plugins.len();
                     self.plugins.push(Plugin {
+                        spool,
                         name: name.clone(),
                         rate: self.cfg.default_rate,
                         listed: false,
                         scheduled: false,
                         failing: false,
-                        last: self.newest.get(&sanitise(name.as_bytes())).copied(),
+                        last: self.spools[spool]
+                            .newest
+                            .get(&sanitise(name.as_bytes()))
+                            .copied(),
                     });
-                    self.by_name.insert(name.clone(), id);
+                    self.by_name.insert((spool, name.clone()), id);
                     log_debug!("new plugin {name}");
                     id
                 }
@@ -348,16 +412,10 @@ impl Coordinator<'_> {
                 p.scheduled = true;
             }
         }
-        let names: Vec<String> = self
-            .plugins
-            .iter()
-            .filter(|p| p.listed)
-            .map(|p| p.name.clone())
-            .collect();
-        if let Err(e) = self.writer.write_list(&names) {
+        if let Err(e) = self.spools[spool].writer.write_list(list) {
             log_error!("{e}");
         }
-        self.meta_dirty = true;
+        self.spools[spool].dirty = true;
     }
 
     fn finished(&mut self, done: Done) {
@@ -376,7 +434,7 @@ impl Coordinator<'_> {
                     p.rate = rate;
                     self.schedule.set_rate(done.id, rate);
                 }
-                self.meta_dirty = true;
+                self.spools[p.spool].dirty = true;
             }
             Err(e @ PollError::TooEarly { .. }) => {
                 // Expected after a restart within the second of the last sample.
@@ -405,66 +463,93 @@ impl Coordinator<'_> {
         }
     }
 
-    /// Rewrites SPOOL-META when something changed, at most once a second.
-    fn publish(&mut self, now: u64) {
-        let complete = self
-            .in_flight
-            .values()
-            .min()
-            .map_or(now.saturating_sub(1), |t| t.saturating_sub(1));
-        match self.published {
-            Some((_, said)) if said == complete && !self.meta_dirty => return,
-            // At most once a second: with Durability::Record every write is synced.
-            Some((at, _)) if at.elapsed() < Duration::from_secs(1) => return,
-            _ => {}
+    /// Rewrites each node's SPOOL-META when something changed, at most once a second
+    /// (with Durability::Record every write is synced), or now with `force`.
+    fn publish(&mut self, now: u64, force: bool) {
+        if !force
+            && self
+                .published
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
         }
-        let mut pairs = vec![
-            (
-                "hostname".to_string(),
-                self.hostname.clone().unwrap_or_else(|| "unknown".into()),
-            ),
-            ("interval_size".to_string(), self.cfg.interval.to_string()),
-            ("interval_keep".to_string(), self.cfg.retain.to_string()),
-            ("lastruntime".to_string(), now.to_string()),
-            ("complete_until".to_string(), complete.to_string()),
-        ];
-        for p in self.plugins.iter().filter(|p| p.listed) {
-            pairs.push((format!("plugin_rates/{}", p.name), p.rate.to_string()));
-            if let Some(t) = p.last {
-                pairs.push((
-                    format!("last-timestamp.{}", sanitise(p.name.as_bytes())),
-                    t.to_string(),
-                ));
+        let mut wrote = false;
+        for (i, spool) in self.spools.iter_mut().enumerate() {
+            let mine = self
+                .plugins
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.spool == i);
+            let complete = mine
+                .clone()
+                .filter_map(|(id, _)| self.in_flight.get(&id))
+                .min()
+                .map_or(now.saturating_sub(1), |t| t.saturating_sub(1));
+            let listed = mine.clone().any(|(_, p)| p.listed);
+            if !force && !spool.dirty && spool.said == Some(complete) {
+                continue;
+            }
+            if !listed && !spool.dirty && !force {
+                continue;
+            }
+            let mut pairs = vec![
+                (
+                    "hostname".to_string(),
+                    if spool.hostname.is_empty() {
+                        "unknown".to_string()
+                    } else {
+                        spool.hostname.clone()
+                    },
+                ),
+                ("interval_size".to_string(), self.cfg.interval.to_string()),
+                ("interval_keep".to_string(), self.cfg.retain.to_string()),
+                ("lastruntime".to_string(), now.to_string()),
+                ("complete_until".to_string(), complete.to_string()),
+            ];
+            for (_, p) in mine.filter(|(_, p)| p.listed) {
+                pairs.push((format!("plugin_rates/{}", p.name), p.rate.to_string()));
+                if let Some(t) = p.last {
+                    pairs.push((
+                        format!("last-timestamp.{}", sanitise(p.name.as_bytes())),
+                        t.to_string(),
+                    ));
+                }
+            }
+            match spool.writer.write_meta(&pairs) {
+                Ok(()) => {
+                    spool.said = Some(complete);
+                    spool.dirty = false;
+                    wrote = true;
+                }
+                Err(e) => log_error!("{e}"),
             }
         }
-        match self.writer.write_meta(&pairs) {
-            Ok(()) => {
-                self.published = Some((Instant::now(), complete));
-                self.meta_dirty = false;
-            }
-            Err(e) => log_error!("{e}"),
+        if wrote {
+            self.published = Some(Instant::now());
         }
     }
 
     fn cleanup(&self, now: u64) {
         let max_age = self.cfg.interval.saturating_mul(self.cfg.retain);
-        match Spool::open(&self.cfg.spooldir).map(|s| crate::cleanup::cleanup(&s, now, max_age)) {
-            Ok(Ok(r)) if r.removed > 0 => {
-                log_info!("cleanup: {} old spool files removed", r.removed)
+        for spool in &self.spools {
+            match Spool::open(spool.writer.dir()).map(|s| crate::cleanup::cleanup(&s, now, max_age))
+            {
+                Ok(Ok(r)) if r.removed > 0 => {
+                    log_info!(
+                        "cleanup of {}: {} old spool files removed",
+                        spool.writer.dir().display(),
+                        r.removed
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) | Err(e) => log_error!("cleanup: {e}"),
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) | Err(e) => log_error!("cleanup: {e}"),
         }
     }
 }
 
 /// A worker: takes jobs, keeps one connection to munin-node, spools what it gets.
-fn worker(
-    cfg: &DaemonConfig,
-    jobs: &Mutex<Receiver<Job>>,
-    done: &Sender<Done>,
-    writer: &SpoolWriter,
-) {
+fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) {
     let mut conn: Option<NodeConn> = None;
     loop {
         let job = match jobs.lock() {
@@ -479,7 +564,7 @@ fn worker(
                 last: job.not_before - 1,
             })
         } else {
-            poll(cfg, &mut conn, writer, &job.plugin, job.not_before)
+            poll(cfg, &mut conn, &job.writer, &job.plugin, job.not_before)
         };
         if matches!(result, Err(PollError::Node(_) | PollError::Write(_))) {
             // The connection may be in any state now: start afresh next time.
@@ -557,4 +642,33 @@ fn poll(
         .map_err(PollError::Write)?;
     log_debug!("spooled {plugin} at {time} ({} bytes)", body.len());
     Ok(Sample { time, rate })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_node_name;
+
+    #[test]
+    fn node_names_that_can_name_a_directory() {
+        for ok in ["virt.example", "switch-01", "a", "host_1.example.org"] {
+            assert!(valid_node_name(ok), "{ok}");
+        }
+        let long = "x".repeat(201);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            "/abs",
+            "a\0b",
+            ".hidden",
+            "sp ace",
+            "tab\t",
+            long.as_str(),
+            "caf\u{e9}",
+        ] {
+            assert!(!valid_node_name(bad), "{bad:?}");
+        }
+    }
 }

@@ -698,3 +698,69 @@ fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn virtual_nodes_spool_into_a_directory_each() {
+    let plugin = |title: &str| {
+        format!("#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title {title}\\nv.label v\\n'; exit 0; fi\necho 'v.value 1'\n")
+    };
+    let (own, virt) = (plugin("Own"), plugin("Virtual"));
+    let node = PrivateNode::start_with(
+        free_port(),
+        &[("own", &own), ("vplug", &virt)],
+        &[("virtual", "[vplug]\nhost_name virt.example\n")],
+    );
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let daemon = start_daemon(&node.addr(), &spool, &work.path().join("asyncd.log"), &[]);
+    let virt_dir = spool.join("virt.example");
+    let start = Instant::now();
+    while !fs::read_to_string(virt_dir.join("SPOOL-META"))
+        .unwrap_or_default()
+        .contains("last-timestamp.vplug")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the virtual node was not spooled: {}",
+            fs::read_to_string(work.path().join("asyncd.log")).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(1200));
+    stop(daemon);
+    // The node's own plugins go to a directory named after the node too.
+    let own_dir = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && p != &virt_dir)
+        .expect("a directory for munin-node's own node");
+    for (dir, name, plugin) in [
+        (&virt_dir, "virt.example".to_string(), "vplug"),
+        (
+            &own_dir,
+            own_dir.file_name().unwrap().to_string_lossy().to_string(),
+            "own",
+        ),
+    ] {
+        let session = "list\nspoolfetch 0\nquit\n";
+        let ours = ours(dir, &["--spoolfetch"], session).stdout();
+        assert!(
+            ours.starts_with(&format!("# munin node at {name}\n{plugin}\n")),
+            "{ours}"
+        );
+        assert!(ours.contains(&format!("multigraph {plugin}\n")), "{ours}");
+        let perl = perls(dir, &["--spoolfetch"], session).stdout();
+        assert!(
+            perl.starts_with(&format!("# munin node at {name}\n{plugin}\n")),
+            "Perl: {perl}"
+        );
+    }
+    assert!(
+        !fs::read_dir(&spool).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("munin-daemon.")),
+        "nothing spooled at the top with several nodes"
+    );
+}

@@ -215,6 +215,16 @@ impl PrivateNode {
 
     /// The same, on a given port.
     pub fn start_on(port: u16, plugins: &[(&str, &str)]) -> PrivateNode {
+        PrivateNode::start_with(port, plugins, &[])
+    }
+
+    /// The same, with files for its plugin-conf.d (name, content), e.g. to put a plugin on
+    /// a virtual node with `host_name`.
+    pub fn start_with(
+        port: u16,
+        plugins: &[(&str, &str)],
+        plugin_conf: &[(&str, &str)],
+    ) -> PrivateNode {
         require_root();
         require("/usr/sbin/munin-node", "munin-node");
         let dir = tempdir();
@@ -235,9 +245,16 @@ impl PrivateNode {
             ),
         )
         .unwrap();
+        let conf_dir = dir.path().join("plugin-conf.d");
+        fs::create_dir(&conf_dir).unwrap();
+        for (name, content) in plugin_conf {
+            fs::write(conf_dir.join(name), content).unwrap();
+        }
         let script = format!(
-            "mount --bind {} /etc/munin/plugins && exec /usr/sbin/munin-node --config {d}/munin-node.conf",
-            plugin_dir.display()
+            "mount --bind {} /etc/munin/plugins && mount --bind {} /etc/munin/plugin-conf.d && \
+             exec /usr/sbin/munin-node --config {d}/munin-node.conf",
+            plugin_dir.display(),
+            conf_dir.display()
         );
         let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
