@@ -10,6 +10,7 @@
 //!
 //! One node spools into the spool directory itself (Debian's layout). When munin-node
 //! serves several (virtual nodes, `nodes`), each spools into a subdirectory named after it.
+//! Several munin-nodes (`--config`, see [`crate::fanout`]) are polled from one thread each.
 //! munin-node down at start or later is retried with backoff and logged once per change;
 //! the daemon never exits for it.
 
@@ -151,10 +152,31 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
     })
 }
 
-/// Runs until SIGTERM or SIGINT. Errors only when the spool directory cannot be used.
-pub fn run(cfg: &DaemonConfig) -> Result<(), WriteError> {
-    // The spool directory itself: munin-node's own node, and the lock for the whole tree.
-    let root = open_spool(&cfg.spooldir, "", cfg)?;
+/// Polls every node until SIGTERM or SIGINT, each from a thread of its own. Every node's
+/// spool is opened (and locked) first, so a conflict is refused before anything runs.
+pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
+    let mut roots = Vec::with_capacity(cfgs.len());
+    for cfg in cfgs {
+        roots.push(open_spool(&cfg.spooldir, "", cfg)?);
+    }
+    // Ready once the spools are open and repaired, even with munin-node still down: the
+    // daemon waits for it, and Debian's init script gives up after 15 s.
+    signals::sd_notify("READY=1\nSTATUS=reading the plugin lists");
+    thread::scope(|scope| {
+        let mut nodes = cfgs.iter().zip(roots);
+        let first = nodes.next();
+        for (cfg, root) in nodes {
+            scope.spawn(move || run_node(cfg, root));
+        }
+        if let Some((cfg, root)) = first {
+            run_node(cfg, root);
+        }
+    });
+    Ok(())
+}
+
+/// Polls one munin-node into `root` (and its virtual nodes' subdirectories).
+fn run_node(cfg: &DaemonConfig, root: NodeSpool) {
     let (job_tx, job_rx) = channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<Done>();
@@ -204,13 +226,10 @@ struct Coordinator<'a> {
 }
 
 impl Coordinator<'_> {
-    fn run(mut self) -> Result<(), WriteError> {
+    fn run(mut self) {
         let mut next_list = Instant::now();
         let mut backoff = Duration::from_secs(1);
         let mut next_cleanup = Instant::now();
-        // Ready once the spool is open and repaired, even with munin-node still down:
-        // the daemon waits for it, and Debian's init script gives up after 15 s.
-        signals::sd_notify("READY=1\nSTATUS=reading the plugin list");
         while !signals::terminate_requested() {
             if signals::take_reload() {
                 log_info!("SIGHUP: reading the plugin list again");
@@ -260,7 +279,7 @@ impl Coordinator<'_> {
                 };
                 if self.jobs.send(job).is_err() {
                     log_error!("all worker threads have stopped");
-                    return Ok(());
+                    return;
                 }
             }
             self.publish(now, false);
@@ -274,7 +293,7 @@ impl Coordinator<'_> {
             match self.done.recv_timeout(wait.max(Duration::from_millis(10))) {
                 Ok(done) => self.finished(done),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return,
             }
             while let Ok(done) = self.done.try_recv() {
                 self.finished(done);
@@ -282,7 +301,6 @@ impl Coordinator<'_> {
         }
         log_info!("stopping");
         self.publish(system_clock(), true);
-        Ok(())
     }
 
     /// Starts reading the plugin list in a thread of its own.

@@ -1,6 +1,8 @@
 //! munin-asyncd's command line: Perl's options (Debian 2.0 and the development branch),
 //! with the same meanings, checked into a [`DaemonConfig`] before any I/O.
 
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,12 +16,16 @@ use crate::writer::Durability;
 #[derive(Debug, Parser)]
 #[command(name = "munin-asyncd", version, infer_long_args = true, after_help = AFTER_HELP)]
 pub struct AsyncdOpts {
-    /// munin-node to poll.
-    #[arg(long, value_name = "HOST:PORT", default_value = "localhost:4949")]
-    pub host: String,
-    /// Directory to spool into.
-    #[arg(short = 's', long, visible_alias = "spool", value_name = "DIR", default_value = DEFAULT_SPOOLDIR)]
-    pub spooldir: PathBuf,
+    /// munin-node to poll [default: localhost:4949].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub host: Option<String>,
+    /// Directory to spool into [default: /var/lib/munin-async].
+    #[arg(short = 's', long, visible_alias = "spool", value_name = "DIR")]
+    pub spooldir: Option<PathBuf>,
+    /// Poll the munin-nodes this file lists, each into its own spool directory, instead
+    /// of --host into --spooldir (see /usr/share/doc for an example).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Length of one spool file's interval, in seconds.
     #[arg(short = 'i', long, value_name = "SECONDS", default_value_t = 86_400)]
     pub interval: u64,
@@ -92,11 +98,45 @@ pub struct DaemonConfig {
 }
 
 impl AsyncdOpts {
-    /// Checks the options; the error is one line for the user.
-    pub fn into_config(self) -> Result<DaemonConfig, String> {
-        if !self.host.contains(':') {
-            return Err(format!("--host {:?}: expected HOST:PORT", self.host));
-        }
+    /// Checks the options, and reads --config when given: one configuration per node.
+    /// The error is one line for the user.
+    pub fn into_configs(self) -> Result<Vec<DaemonConfig>, String> {
+        let nodes = match &self.config {
+            Some(file) => {
+                if self.host.is_some() || self.spooldir.is_some() {
+                    return Err(
+                        "--config lists the nodes: --host and --spooldir go in its sections".into(),
+                    );
+                }
+                crate::fanout::load(file)?
+                    .into_iter()
+                    .map(|n| (n.host, n.spooldir))
+                    .collect()
+            }
+            None => vec![(
+                self.host.clone().unwrap_or_else(|| "localhost:4949".into()),
+                self.spooldir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOLDIR)),
+            )],
+        };
+        let base = self.into_config_for(String::new(), PathBuf::new())?;
+        nodes
+            .into_iter()
+            .map(|(host, spooldir)| {
+                if !host.contains(':') {
+                    return Err(format!("--host {host:?}: expected HOST:PORT"));
+                }
+                Ok(DaemonConfig {
+                    host,
+                    spooldir,
+                    ..base.clone()
+                })
+            })
+            .collect()
+    }
+
+    fn into_config_for(self, host: String, spooldir: PathBuf) -> Result<DaemonConfig, String> {
         let positive = |name: &str, v: u64| {
             if v == 0 {
                 Err(format!("{name} must be at least 1"))
@@ -125,8 +165,8 @@ impl AsyncdOpts {
             }
         };
         Ok(DaemonConfig {
-            host: self.host,
-            spooldir: self.spooldir,
+            host,
+            spooldir,
             interval,
             retain,
             default_rate,
@@ -147,7 +187,8 @@ mod tests {
     fn parse(args: &[&str]) -> Result<DaemonConfig, String> {
         AsyncdOpts::try_parse_from(std::iter::once("munin-asyncd").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?
-            .into_config()
+            .into_configs()
+            .map(|mut c| c.remove(0))
     }
 
     #[test]
@@ -185,6 +226,43 @@ mod tests {
             (c.host.as_str(), c.interval, c.retain, c.default_rate),
             ("localhost:4949", 86400, 7, 300)
         );
+    }
+
+    #[test]
+    fn a_config_file_gives_one_configuration_per_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("munin-asyncd.conf");
+        std::fs::write(
+            &file,
+            "[a]\nhost a:4949\nspooldir /s/a\n[b]\nhost b:4950\nspooldir /s/b\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let opts =
+            AsyncdOpts::try_parse_from(["munin-asyncd", "--config", f, "--update-rate", "60"])
+                .unwrap();
+        let c = opts.into_configs().unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (
+                c[1].host.as_str(),
+                c[1].spooldir.as_path(),
+                c[1].default_rate
+            ),
+            ("b:4950", Path::new("/s/b"), 60)
+        );
+        let opts =
+            AsyncdOpts::try_parse_from(["munin-asyncd", "--config", f, "--host", "x:1"]).unwrap();
+        assert!(opts
+            .into_configs()
+            .unwrap_err()
+            .contains("--config lists the nodes"));
+        let opts =
+            AsyncdOpts::try_parse_from(["munin-asyncd", "--config", "/nonexistent.conf"]).unwrap();
+        assert!(opts
+            .into_configs()
+            .unwrap_err()
+            .starts_with("/nonexistent.conf: "));
     }
 
     #[test]

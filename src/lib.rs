@@ -12,6 +12,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod daemon;
 pub mod daemon_cli;
+pub mod fanout;
 pub mod line;
 pub mod log;
 pub mod meta;

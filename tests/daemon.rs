@@ -764,3 +764,77 @@ fn virtual_nodes_spool_into_a_directory_each() {
         "nothing spooled at the top with several nodes"
     );
 }
+
+#[test]
+fn one_daemon_spools_several_munin_nodes_from_a_config_file() {
+    let plugin = |title: &str| {
+        format!("#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title {title}\\nv.label v\\n'; exit 0; fi\necho 'v.value 1'\n")
+    };
+    let (a_script, b_script) = (plugin("A"), plugin("B"));
+    let a = PrivateNode::start(&[("alpha", &a_script)]);
+    let b = PrivateNode::start(&[("beta", &b_script)]);
+    let work = tempdir();
+    let conf = work.path().join("munin-asyncd.conf");
+    let (spool_a, spool_b) = (work.path().join("a"), work.path().join("b"));
+    fs::write(
+        &conf,
+        format!(
+            "# two sites\n[a]\nhost {}\nspooldir {}\n\n[b]\nhost {}\nspooldir {}\n",
+            a.addr(),
+            spool_a.display(),
+            b.addr(),
+            spool_b.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Running(
+        Command::new(our_asyncd())
+            .arg("--config")
+            .arg(&conf)
+            .args(["--screen", "-v"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(work.path().join("asyncd.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    let spooled = |dir: &std::path::Path, p: &str| {
+        fs::read_to_string(dir.join("SPOOL-META"))
+            .unwrap_or_default()
+            .contains(&format!("last-timestamp.{p}"))
+    };
+    while !(spooled(&spool_a, "alpha") && spooled(&spool_b, "beta")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            fs::read_to_string(work.path().join("asyncd.log")).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(1200));
+    stop(daemon);
+    let list =
+        |dir: &std::path::Path| after_greeting(&ours(dir, &[], "list\n").stdout()).to_string();
+    assert_eq!(list(&spool_a), "alpha\n");
+    assert_eq!(list(&spool_b), "beta\n");
+}
+
+#[test]
+fn a_wrong_config_file_is_refused_naming_file_line_and_setting() {
+    let work = tempdir();
+    let conf = work.path().join("munin-asyncd.conf");
+    fs::write(&conf, "[a]\nhost localhost:4949\nspooldir /tmp/x\nport 5\n").unwrap();
+    let out = run(
+        Command::new(our_asyncd()).arg("--config").arg(&conf),
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr());
+    assert_eq!(
+        out.stderr(),
+        format!(
+            "munin-asyncd: {}:4: unknown setting \"port\" (expected host or spooldir)\n",
+            conf.display()
+        )
+    );
+}

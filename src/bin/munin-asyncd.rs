@@ -8,20 +8,24 @@ use munin_async::daemon_cli::AsyncdOpts;
 use munin_async::{daemon, log, log_error, signals};
 
 fn main() -> ExitCode {
-    let cfg = match AsyncdOpts::parse().into_config() {
-        Ok(cfg) => cfg,
+    let cfgs = match AsyncdOpts::parse().into_configs() {
+        Ok(cfgs) => cfgs,
         Err(msg) => {
             eprintln!("munin-asyncd: {msg}");
             return ExitCode::from(exit::USAGE);
         }
     };
-    log::init("munin-asyncd", cfg.log_target, cfg.log_level);
+    let Some(first) = cfgs.first() else {
+        return ExitCode::from(exit::USAGE);
+    };
+    let target = first.log_target;
+    log::init("munin-asyncd", target, first.log_level);
     signals::install();
-    match daemon::run(&cfg) {
+    match daemon::run_all(&cfgs) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             log_error!("{e}");
-            if cfg.log_target == log::Target::Syslog {
+            if target == log::Target::Syslog {
                 eprintln!("munin-asyncd: {e}");
             }
             ExitCode::from(exit::FAILURE)
