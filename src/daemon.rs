@@ -119,6 +119,8 @@ struct NodeSpool {
     dirty: bool,
     /// The complete_until SPOOL-META says.
     said: Option<u64>,
+    /// Writing SPOOL-META failed last time (a full disk, say): logged once until it works.
+    meta_failing: bool,
 }
 
 /// Whether a node name from munin-node can name a subdirectory: no `/`, no NUL, not `.`
@@ -149,6 +151,7 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
         newest: repaired.newest,
         dirty: true,
         said: None,
+        meta_failing: false,
     })
 }
 
@@ -535,11 +538,20 @@ impl Coordinator<'_> {
             }
             match spool.writer.write_meta(&pairs) {
                 Ok(()) => {
+                    if std::mem::take(&mut spool.meta_failing) {
+                        log_info!("{}: SPOOL-META written again", spool.writer.dir().display());
+                    }
                     spool.said = Some(complete);
                     spool.dirty = false;
                     wrote = true;
                 }
-                Err(e) => log_error!("{e}"),
+                Err(e) => {
+                    if !std::mem::replace(&mut spool.meta_failing, true) {
+                        log_error!(
+                            "{e}; munin-async keeps serving up to the last complete_until written"
+                        );
+                    }
+                }
             }
         }
         if wrote {

@@ -838,3 +838,113 @@ fn a_wrong_config_file_is_refused_naming_file_line_and_setting() {
         )
     );
 }
+
+#[test]
+fn a_full_disk_leaves_no_partial_record_and_spooling_resumes_when_space_returns() {
+    require("/usr/bin/nsenter", "util-linux");
+    let big = "#!/bin/sh
+if [ \"$1\" = config ]; then
+  echo 'graph_title Big'
+  echo 'update_rate 1'
+  seq 1 2000 | sed 's/.*/f&.label field number &/'
+  exit 0
+fi
+t=$(date +%s)
+seq 1 2000 | sed \"s/.*/f&.value $t/\"
+";
+    let node = PrivateNode::start(&[("big", big)]);
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let log = work.path().join("asyncd.log");
+    // The spool on a 1 MiB tmpfs in a mount namespace of the daemon's own.
+    let script = format!(
+        "mount -t tmpfs -o size=1m,mode=0755 tmpfs {s} && exec {bin} --host {addr} --spooldir {s} --screen -v --durability kernel",
+        s = spool.display(),
+        bin = our_asyncd().display(),
+        addr = node.addr()
+    );
+    let daemon = Running(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = daemon.0.id().to_string();
+    let inside = |args: &[&str], input: &[u8]| -> Output {
+        run(
+            Command::new("nsenter")
+                .args(["-t", &pid, "-m", "--"])
+                .args(args),
+            input,
+            Duration::from_secs(30),
+        )
+    };
+    let spool_s = spool.to_str().unwrap().to_string();
+    let serve = |inside: &dyn Fn(&[&str], &[u8]) -> Output| {
+        inside(
+            &[
+                our_async().to_str().unwrap(),
+                "--spooldir",
+                &spool_s,
+                "--spoolfetch",
+                "--catchup-window",
+                "0",
+                "--screen",
+            ],
+            b"spoolfetch 0\n",
+        )
+    };
+    // Full after about ten records; keep going a few seconds past that.
+    thread::sleep(Duration::from_secs(14));
+    let mut daemon = daemon;
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "munin-asyncd died on a full disk"
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    let full = text
+        .lines()
+        .filter(|l| l.contains("No space left on device"))
+        .count();
+    assert_eq!(
+        full, 1,
+        "a full disk is logged once per plugin, not per sample:\n{text}"
+    );
+    let before = serve(&inside);
+    let count = |out: &Output| out.stdout().matches("multigraph big\n").count();
+    let n_full = count(&before);
+    assert!(n_full >= 3, "{}", before.stderr());
+
+    // Space returns: spooling resumes by itself.
+    let grown = inside(&["mount", "-o", "remount,size=64m", &spool_s], b"");
+    assert!(grown.status.success(), "{}", grown.stderr());
+    thread::sleep(Duration::from_secs(4));
+    let after = serve(&inside);
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        count(&after) >= n_full + 2,
+        "spooling did not resume: {} then {}\n{text}",
+        n_full,
+        count(&after)
+    );
+    assert!(text.contains("plugin big answers again"), "{text}");
+    // Nothing partial was left behind: every record served is whole, nothing damaged.
+    assert!(!after.stderr().contains("damaged"), "{}", after.stderr());
+    for record in after.stdout().split("multigraph big\n").skip(1) {
+        assert_eq!(
+            record.matches(".value ").count(),
+            2000,
+            "a partial record was served"
+        );
+    }
+    let pid = daemon.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let start = Instant::now();
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(2));
+        thread::sleep(Duration::from_millis(10));
+    }
+}
