@@ -87,23 +87,11 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
     thread::sleep(Duration::from_secs(17));
 
     // SIGTERM: gone within a second, every record whole.
-    let pid = daemon.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "munin-asyncd took over a second to stop"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = stop_within(
+        &mut daemon,
+        Duration::from_secs(1),
+        "munin-asyncd took over a second to stop",
+    );
     let log = fs::read_to_string(work.path().join("asyncd.log")).unwrap();
     assert!(status.success(), "exit {status:?}: {log}");
 
@@ -269,16 +257,30 @@ fn start_daemon_env(
 }
 
 fn stop(mut daemon: Running) {
+    stop_within(
+        &mut daemon,
+        Duration::from_secs(2),
+        "munin-asyncd did not stop",
+    );
+}
+
+/// Sends SIGTERM and fails the test unless the daemon is gone within `limit`.
+fn stop_within(daemon: &mut Running, limit: Duration, what: &str) -> std::process::ExitStatus {
     let pid = daemon.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let start = Instant::now();
-    while daemon.0.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "munin-asyncd did not stop"
-        );
+    loop {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "{what}");
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A plugin with one field, answering at once.
+fn simple_plugin(title: &str) -> String {
+    format!("#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title {title}\\nv.label v\\n'; exit 0; fi\necho 'v.value 1'\n")
 }
 
 /// Copies a spool without SPOOL-META (so without complete_until), to read everything in it.
@@ -687,24 +689,16 @@ fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
     );
     thread::sleep(Duration::from_secs(2));
     assert!(daemon.0.try_wait().unwrap().is_none());
-    let pid = daemon.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let start = Instant::now();
-    while daemon.0.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "SIGTERM took over a second with a hung munin-node"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    stop_within(
+        &mut daemon,
+        Duration::from_secs(1),
+        "SIGTERM took over a second with a hung munin-node",
+    );
 }
 
 #[test]
 fn virtual_nodes_spool_into_a_directory_each() {
-    let plugin = |title: &str| {
-        format!("#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title {title}\\nv.label v\\n'; exit 0; fi\necho 'v.value 1'\n")
-    };
-    let (own, virt) = (plugin("Own"), plugin("Virtual"));
+    let (own, virt) = (simple_plugin("Own"), simple_plugin("Virtual"));
     let node = PrivateNode::start_with(
         free_port(),
         &[("own", &own), ("vplug", &virt)],
@@ -767,10 +761,7 @@ fn virtual_nodes_spool_into_a_directory_each() {
 
 #[test]
 fn one_daemon_spools_several_munin_nodes_from_a_config_file() {
-    let plugin = |title: &str| {
-        format!("#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title {title}\\nv.label v\\n'; exit 0; fi\necho 'v.value 1'\n")
-    };
-    let (a_script, b_script) = (plugin("A"), plugin("B"));
+    let (a_script, b_script) = (simple_plugin("A"), simple_plugin("B"));
     let a = PrivateNode::start(&[("alpha", &a_script)]);
     let b = PrivateNode::start(&[("beta", &b_script)]);
     let work = tempdir();
@@ -940,11 +931,5 @@ seq 1 2000 | sed \"s/.*/f&.value $t/\"
             "a partial record was served"
         );
     }
-    let pid = daemon.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let start = Instant::now();
-    while daemon.0.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(2));
-        thread::sleep(Duration::from_millis(10));
-    }
+    stop(daemon);
 }
