@@ -38,6 +38,18 @@ fi
 echo 'd.value 42'
 ";
 
+/// About 100 KB a record (2000 fields), every second.
+const BIG: &str = "#!/bin/sh
+if [ \"$1\" = config ]; then
+  echo 'graph_title Big'
+  echo 'update_rate 1'
+  seq 1 2000 | sed 's/.*/f&.label field number &/'
+  exit 0
+fi
+t=$(date +%s)
+seq 1 2000 | sed \"s/.*/f&.value $t/\"
+";
+
 /// Slower than its own rate.
 const SLOW: &str = "#!/bin/sh
 if [ \"$1\" = config ]; then
@@ -394,18 +406,7 @@ fn a_reader_moving_its_cursor_like_the_master_gets_every_sample_exactly_once() {
 
 #[test]
 fn sigkill_at_random_moments_leaves_nothing_torn_and_no_timestamp_twice() {
-    // About 100 KB a record, every second.
-    let big = "#!/bin/sh
-if [ \"$1\" = config ]; then
-  echo 'graph_title Big'
-  echo 'update_rate 1'
-  seq 1 2000 | sed 's/.*/f&.label field number &/'
-  exit 0
-fi
-t=$(date +%s)
-seq 1 2000 | sed \"s/.*/f&.value $t/\"
-";
-    let node = PrivateNode::start(&[("big", big), ("tick", &one_second_plugin("tick", "0"))]);
+    let node = PrivateNode::start(&[("big", BIG), ("tick", &one_second_plugin("tick", "0"))]);
     let work = tempdir();
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
@@ -833,17 +834,7 @@ fn a_wrong_config_file_is_refused_naming_file_line_and_setting() {
 #[test]
 fn a_full_disk_leaves_no_partial_record_and_spooling_resumes_when_space_returns() {
     require("/usr/bin/nsenter", "util-linux");
-    let big = "#!/bin/sh
-if [ \"$1\" = config ]; then
-  echo 'graph_title Big'
-  echo 'update_rate 1'
-  seq 1 2000 | sed 's/.*/f&.label field number &/'
-  exit 0
-fi
-t=$(date +%s)
-seq 1 2000 | sed \"s/.*/f&.value $t/\"
-";
-    let node = PrivateNode::start(&[("big", big)]);
+    let node = PrivateNode::start(&[("big", BIG)]);
     let work = tempdir();
     let spool = work.path().join("spool");
     fs::create_dir(&spool).unwrap();
