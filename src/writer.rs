@@ -45,6 +45,8 @@ pub enum WriteError {
     },
     /// Another munin-asyncd holds the spool directory's lock.
     Locked(PathBuf),
+    /// Listing the spool directory failed (the error names the path).
+    Spool(crate::spool::SpoolError),
     /// A sample too large for one record.
     TooLarge {
         /// The plugin.
@@ -58,6 +60,7 @@ impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            WriteError::Spool(e) => e.fmt(f),
             WriteError::TooLarge { plugin, bytes } => write!(
                 f,
                 "plugin {plugin}: a sample of {bytes} bytes is over the record limit of {} bytes; not spooled",
@@ -271,14 +274,8 @@ impl SpoolWriter {
     /// Cuts every interval file back to the end of its last intact record. Run at start,
     /// before the first append.
     pub fn repair(&self) -> Result<RepairReport, WriteError> {
-        let spool = Spool::open(&self.dir).map_err(|e| WriteError::Io {
-            path: self.dir.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let files = spool.interval_files().map_err(|e| WriteError::Io {
-            path: self.dir.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
+        let spool = Spool::open(&self.dir).map_err(WriteError::Spool)?;
+        let files = spool.interval_files().map_err(WriteError::Spool)?;
         let mut report = RepairReport::default();
         for file in files {
             let path = spool.path_of(&file);
