@@ -14,15 +14,18 @@
 //! munin-node down at start or later is retried with backoff and logged once per change;
 //! the daemon never exits for it.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::app::system_clock;
 use crate::daemon_cli::DaemonConfig;
+use crate::log::Quoted;
 use crate::names::sanitise;
 use crate::node::{NodeConn, NodeError};
 use crate::record::is_value_line;
@@ -41,6 +44,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest the loop sleeps, so a stop is seen within a second.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The longest plugin name spooled: its file name must stay under the usual 255 bytes.
+const MAX_PLUGIN_NAME: usize = 200;
+
 /// A poll for a worker.
 struct Job {
     id: usize,
@@ -56,6 +62,8 @@ struct Job {
 struct Done {
     id: usize,
     slot: u64,
+    /// How long the poll took.
+    took: Duration,
     result: Result<Sample, PollError>,
 }
 
@@ -104,6 +112,8 @@ struct Plugin {
     scheduled: bool,
     failing: bool,
     last: Option<u64>,
+    /// How long its last poll took (None before the first): the longest go out first.
+    took: Option<Duration>,
 }
 
 /// One node's spool directory.
@@ -200,6 +210,7 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool) {
         node_up: None,
         published: None,
         relist_soon: false,
+        refused: BTreeSet::new(),
         listing: None,
     }
     .run()
@@ -223,6 +234,8 @@ struct Coordinator<'a> {
     published: Option<Instant>,
     /// A plugin vanished: read the list again soon.
     relist_soon: bool,
+    /// Plugins refused (name too long, or sanitising like another), logged once.
+    refused: BTreeSet<(usize, String)>,
     /// The plugin list being read, in a thread of its own: a munin-node that accepts but
     /// does not answer must not stall the polls or the reaction to SIGTERM.
     listing: Option<Receiver<ListResult>>,
@@ -264,6 +277,7 @@ impl Coordinator<'_> {
                 }
             }
             let now = system_clock();
+            let mut due = Vec::new();
             while let Some((id, slot)) = self.schedule.pop_due(now) {
                 let p = &mut self.plugins[id];
                 if !p.listed {
@@ -272,6 +286,11 @@ impl Coordinator<'_> {
                     p.scheduled = false;
                     continue;
                 }
+                due.push((id, slot));
+            }
+            longest_first(&mut due, |id| self.plugins[id].took);
+            for (id, slot) in due {
+                let p = &self.plugins[id];
                 self.in_flight.insert(id, now);
                 let job = Job {
                     id,
@@ -290,10 +309,14 @@ impl Coordinator<'_> {
                 next_cleanup = Instant::now() + CLEANUP_EVERY;
                 self.cleanup(now);
             }
+            // Wake on the second a plugin is due, not up to a tick after it.
             let wait = self.schedule.next_due().map_or(TICK, |t| {
-                Duration::from_secs(t.saturating_sub(system_clock())).min(TICK)
+                let due = UNIX_EPOCH + Duration::from_secs(t);
+                due.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+                    .min(TICK)
             });
-            match self.done.recv_timeout(wait.max(Duration::from_millis(10))) {
+            match self.done.recv_timeout(wait.max(Duration::from_millis(1))) {
                 Ok(done) => self.finished(done),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -327,8 +350,8 @@ impl Coordinator<'_> {
                             lists.push((node, plugins));
                         } else {
                             log_error!(
-                                "virtual node {:?} cannot name a spool directory; not spooled",
-                                crate::log::Quoted(node.as_bytes()).to_string()
+                                "virtual node {} cannot name a spool directory; not spooled",
+                                Quoted(node.as_bytes())
                             );
                         }
                     }
@@ -403,7 +426,8 @@ impl Coordinator<'_> {
 
     fn update_plugins(&mut self, spool: usize, list: &[String]) {
         let now = system_clock();
-        for name in list {
+        let list = self.spoolable(spool, list);
+        for name in &list {
             let id = match self.by_name.get(&(spool, name.clone())) {
                 Some(&id) => id,
                 None => {
@@ -419,6 +443,7 @@ impl Coordinator<'_> {
                             .newest
                             .get(&sanitise(name.as_bytes()))
                             .copied(),
+                        took: None,
                     });
                     self.by_name.insert((spool, name.clone()), id);
                     log_debug!("new plugin {name}");
@@ -433,16 +458,56 @@ impl Coordinator<'_> {
                 p.scheduled = true;
             }
         }
-        if let Err(e) = self.spools[spool].writer.write_list(list) {
+        if let Err(e) = self.spools[spool].writer.write_list(&list) {
             log_error!("{e}");
         }
         self.spools[spool].dirty = true;
+    }
+
+    /// The plugins of a list that can be spooled: a name must fit in a file name, and two
+    /// names that sanitise alike (`if_eth0.1` and `if_eth0_1`) would share one spool file
+    /// and mix their data, so only the first in the list is spooled. Each refusal is
+    /// logged once.
+    fn spoolable(&mut self, spool: usize, list: &[String]) -> Vec<String> {
+        let mut files: BTreeMap<String, &String> = BTreeMap::new();
+        let mut ok = Vec::with_capacity(list.len());
+        for name in list {
+            let why = if name.is_empty() || name.len() > MAX_PLUGIN_NAME {
+                Some(format!(
+                    "a plugin name of {} bytes is not spooled (at most {MAX_PLUGIN_NAME})",
+                    name.len()
+                ))
+            } else {
+                match files.entry(sanitise(name.as_bytes())) {
+                    Entry::Occupied(first) => Some(format!(
+                        "plugin {} is not spooled: its spool file would be plugin {}'s ({})",
+                        Quoted(name.as_bytes()),
+                        Quoted(first.get().as_bytes()),
+                        first.key()
+                    )),
+                    Entry::Vacant(v) => {
+                        v.insert(name);
+                        None
+                    }
+                }
+            };
+            match why {
+                None => ok.push(name.clone()),
+                Some(why) => {
+                    if self.refused.insert((spool, name.clone())) {
+                        log_error!("{why}");
+                    }
+                }
+            }
+        }
+        ok
     }
 
     fn finished(&mut self, done: Done) {
         let now = system_clock();
         self.in_flight.remove(&done.id);
         let p = &mut self.plugins[done.id];
+        p.took = Some(done.took);
         match done.result {
             Ok(sample) => {
                 if p.failing {
@@ -574,8 +639,40 @@ impl Coordinator<'_> {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) | Err(e) => log_error!("cleanup: {e}"),
             }
+            if let Some(max) = self.cfg.max_spool_bytes {
+                let dir = spool.writer.dir();
+                match Spool::open(dir).map(|s| crate::cleanup::cap_size(&s, now, max)) {
+                    Ok(Ok(r)) => {
+                        if r.removed > 0 {
+                            log_warn!(
+                                "{} is over --max-spool-size ({max} bytes): dropped its {} oldest \
+                                 files ({} bytes of samples a master may not have fetched)",
+                                dir.display(),
+                                r.removed,
+                                r.bytes
+                            );
+                        }
+                        if r.left > max {
+                            log_warn!(
+                                "{} holds {} bytes, over --max-spool-size ({max}), in files of the \
+                                 current interval, which are kept: a shorter --interval helps",
+                                dir.display(),
+                                r.left
+                            );
+                        }
+                    }
+                    Ok(Err(e)) | Err(e) => log_error!("size cap: {e}"),
+                }
+            }
         }
     }
+}
+
+/// Orders due polls: earliest slot first, then the plugins that took longest last time, so
+/// a slow one runs beside the quick ones instead of after them. Those never polled yet come
+/// first of all, in the order given. A round then lasts about as long as its slowest plugin.
+fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Duration>) {
+    due.sort_by_key(|&(id, slot)| (slot, Reverse(took(id).unwrap_or(Duration::MAX))));
 }
 
 /// A worker: takes jobs, keeps one connection to munin-node, spools what it gets.
@@ -589,6 +686,7 @@ fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) 
             },
             Err(_) => return,
         };
+        let started = Instant::now();
         let result = if system_clock() < job.not_before {
             Err(PollError::TooEarly {
                 last: job.not_before - 1,
@@ -603,6 +701,7 @@ fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) 
         let report = Done {
             id: job.id,
             slot: job.slot,
+            took: started.elapsed(),
             result,
         };
         if done.send(report).is_err() {
@@ -676,7 +775,26 @@ fn poll(
 
 #[cfg(test)]
 mod tests {
-    use super::valid_node_name;
+    use super::{longest_first, valid_node_name};
+    use std::time::Duration;
+
+    #[test]
+    fn due_polls_go_out_longest_first_and_unknown_before_all() {
+        let took = |id: usize| match id {
+            0 => Some(Duration::from_millis(50)),
+            1 => Some(Duration::from_millis(1040)),
+            2 => None,
+            3 => Some(Duration::from_millis(60)),
+            _ => None,
+        };
+        let mut due = vec![(0, 100), (1, 100), (2, 100), (3, 100), (4, 100)];
+        longest_first(&mut due, took);
+        assert_eq!(due, vec![(2, 100), (4, 100), (1, 100), (3, 100), (0, 100)]);
+        // An earlier slot (a late plugin) still goes before a longer one.
+        let mut due = vec![(1, 105), (0, 100)];
+        longest_first(&mut due, took);
+        assert_eq!(due, vec![(0, 100), (1, 105)]);
+    }
 
     #[test]
     fn node_names_that_can_name_a_directory() {

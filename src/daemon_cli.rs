@@ -56,6 +56,10 @@ pub struct AsyncdOpts {
     /// Do not delete old spool files.
     #[arg(short = 'n', long)]
     pub nocleanup: bool,
+    /// Hold each spool directory under SIZE (bytes, or with K, M, G, T: powers of 1024),
+    /// checked every 10 minutes: the oldest finished interval files go first.
+    #[arg(long, value_name = "SIZE")]
+    pub max_spool_size: Option<String>,
     /// Logging.
     #[command(flatten)]
     pub log: LogOpts,
@@ -91,6 +95,8 @@ pub struct DaemonConfig {
     pub durability: Durability,
     /// Delete old spool files every 10 minutes.
     pub cleanup: bool,
+    /// Hold each spool directory's interval files under this many bytes.
+    pub max_spool_bytes: Option<u64>,
     /// Where logs go.
     pub log_target: Target,
     /// The most detailed level logged.
@@ -164,6 +170,18 @@ impl AsyncdOpts {
                 ))
             }
         };
+        let max_spool_bytes = match &self.max_spool_size {
+            None => None,
+            Some(_) if self.nocleanup => {
+                return Err(
+                    "--max-spool-size deletes spool files, --nocleanup says not to: choose one"
+                        .into(),
+                )
+            }
+            Some(text) => Some(parse_size(text).ok_or_else(|| {
+                format!("--max-spool-size {text:?}: expected a size such as 500M or 2G")
+            })?),
+        };
         Ok(DaemonConfig {
             host,
             spooldir,
@@ -174,15 +192,49 @@ impl AsyncdOpts {
             request_timeout,
             durability,
             cleanup: !self.nocleanup,
+            max_spool_bytes,
             log_target: self.log.target(),
             log_level: self.log.level(),
         })
     }
 }
 
+/// A size: digits, then optionally K, M, G or T (powers of 1024); at least 1 MiB, since
+/// one record can be 4 MiB and a smaller spool could not hold a day of one plugin.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        b'T' | b't' => (&text[..text.len() - 1], 40),
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift).filter(|&b| b >= 1 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spool_size_cap() {
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        for bad in ["", "M", "1.5G", "-1G", "10", "1023K", "99999999999T", "5 M"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        let c = parse(&["--max-spool-size", "1G"]).unwrap();
+        assert_eq!(c.max_spool_bytes, Some(1 << 30));
+        let e = parse(&["--max-spool-size", "1G", "--nocleanup"]).unwrap_err();
+        assert!(e.contains("--nocleanup"), "{e}");
+        let e = parse(&["--max-spool-size", "lots"]).unwrap_err();
+        assert!(e.contains("\"lots\""), "{e}");
+    }
 
     fn parse(args: &[&str]) -> Result<DaemonConfig, String> {
         AsyncdOpts::try_parse_from(std::iter::once("munin-asyncd").chain(args.iter().copied()))

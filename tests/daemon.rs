@@ -556,63 +556,27 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
 }
 
 /// A fake munin-node for faults a real one cannot produce on demand: `hang` never
-/// answers, `endless` sends 5 MB without a newline, `closer` hangs up, `trickle` sends a
-/// byte every 300 ms. `good` answers at once, at a 1-second rate. Serves every connection
-/// in a thread of its own until the test ends.
+/// answers, `endless` sends 10 MB without a newline, `closer` hangs up, `trickle` sends a
+/// byte a second. `good` answers at once, at a 1-second rate.
 fn faulty_node() -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let _ = stream.write_all(b"# munin node at fake.example\n");
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    let cmd = line.trim().to_string();
-                    line.clear();
-                    let reply: &[u8] = match cmd.as_str() {
-                        c if c.starts_with("cap") => b"cap multigraph dirtyconfig\n",
-                        "nodes" => b"fake.example\n.\n",
-                        c if c.starts_with("list") => b"good hang endless closer trickle\n",
-                        "config good" => b"graph_title Good\nupdate_rate 1\nv.label v\n.\n",
-                        "fetch good" => b"v.value 1\n.\n",
-                        "config hang" => {
-                            thread::sleep(Duration::from_secs(30));
-                            return;
-                        }
-                        "config endless" => {
-                            let chunk = vec![b'x'; 64 * 1024];
-                            for _ in 0..80 {
-                                if stream.write_all(&chunk).is_err() {
-                                    return;
-                                }
-                            }
-                            return;
-                        }
-                        "config closer" => return,
-                        "config trickle" => {
-                            for b in b"graph_title Trickle\n.\n" {
-                                if stream.write_all(&[*b]).is_err() {
-                                    return;
-                                }
-                                thread::sleep(Duration::from_millis(300));
-                            }
-                            continue;
-                        }
-                        "quit" => return,
-                        _ => b"# Unknown command\n",
-                    };
-                    if stream.write_all(reply).is_err() {
-                        return;
-                    }
-                }
-            });
+    fake_node(|line| {
+        let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
+        match line {
+            "nodes" => send(b"fake.example\n.\n"),
+            l if l.starts_with("list") => send(b"good hang endless closer trickle\n"),
+            "config good" => send(b"graph_title Good\nupdate_rate 1\nv.label v\n.\n"),
+            "fetch good" => send(b"v.value 1\n.\n"),
+            "config hang" => vec![Act::Sleep(Duration::from_secs(30)), Act::Close],
+            // 10 MB in one line, never ended.
+            "config endless" => vec![Act::Send(vec![b'x'; 10_000_000]), Act::Close],
+            "config closer" => vec![Act::Close],
+            "config trickle" => vec![Act::Trickle(
+                b"graph_title Trickle\n.\n".to_vec(),
+                Duration::from_secs(1),
+            )],
+            other => fake_basics(other),
         }
-    });
-    port
+    })
 }
 
 #[test]
@@ -809,6 +773,73 @@ fn one_daemon_spools_several_munin_nodes_from_a_config_file() {
         |dir: &std::path::Path| after_greeting(&ours(dir, &[], "list\n").stdout()).to_string();
     assert_eq!(list(&spool_a), "alpha\n");
     assert_eq!(list(&spool_b), "beta\n");
+}
+
+#[test]
+fn max_spool_size_drops_the_oldest_finished_files_and_says_so() {
+    let script = simple_plugin("A");
+    let node = PrivateNode::start(&[("alpha", &script)]);
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    // Ten finished hours of an old plugin, about 300 KiB each: 3 MiB against a 1 MiB cap.
+    let hour = 3600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let current = now - now % hour;
+    let mut old = Vec::new();
+    for h in (1..=10u64).rev() {
+        let start = current - h * hour;
+        let mut body = String::new();
+        let mut t = start;
+        while body.len() < 300 << 10 {
+            body += &format!("timestamp {t}\nmultigraph old\nx.value {t}:1\n");
+            t += 1;
+        }
+        let name = format!("munin-daemon.old.{start}.{hour}");
+        fs::write(spool.join(&name), body).unwrap();
+        old.push(name);
+    }
+    let log = work.path().join("asyncd.log");
+    let daemon = start_daemon(
+        &node.addr(),
+        &spool,
+        &log,
+        &[
+            "--interval",
+            "3600",
+            "--retain",
+            "100",
+            "--max-spool-size",
+            "1M",
+        ],
+    );
+    let start = Instant::now();
+    let logged = || fs::read_to_string(&log).unwrap_or_default();
+    while !(logged().contains("over --max-spool-size")
+        && fs::read_to_string(spool.join("SPOOL-META"))
+            .unwrap_or_default()
+            .contains("last-timestamp.alpha"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", logged());
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop(daemon);
+    // The oldest seven went (7 × 300 KiB leaves 900 KiB), the newest three stayed.
+    let (gone, kept) = old.split_at(7);
+    for name in gone {
+        assert!(!spool.join(name).exists(), "{name} should have gone");
+    }
+    for name in kept {
+        assert!(spool.join(name).exists(), "{name} should have stayed");
+    }
+    let log = logged();
+    assert!(log.contains("dropped its 7 oldest files"), "{log}");
+    // Spooling went on, and the kept files are still served.
+    let list = after_greeting(&ours(&spool, &[], "list\n").stdout()).to_string();
+    assert_eq!(list, "alpha old\n");
 }
 
 #[test]
