@@ -6,4 +6,5 @@ mod daemon;
 mod differential;
 mod harness;
 mod master;
+mod security;
 mod session;

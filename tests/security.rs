@@ -1,0 +1,256 @@
+//! Security: what a node, a master or a second daemon can and cannot make our programs do.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Every path under `dir`, relative to it.
+fn tree(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p.clone());
+            }
+            out.insert(p.strip_prefix(dir).unwrap().to_path_buf());
+        }
+    }
+    out
+}
+
+fn daemon(host: &str, spool: &Path, log: &Path, extra: &[&str]) -> Running {
+    Running(
+        Command::new(our_asyncd())
+            .args(["--host", host, "--spooldir"])
+            .arg(spool)
+            .args(["--screen", "-v", "--durability", "kernel"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_for(what: &str, log: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sigterm(mut d: Running) {
+    unsafe { libc::kill(d.0.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    while d.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no exit on SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn names_from_a_node_never_leave_the_spool_nor_mix_two_plugins() {
+    let long = "L".repeat(10_000);
+    let list = format!("../evil a/b x\u{1}y if_eth0.1 if_eth0_1 .. {long} mg\n");
+    let port = fake_node(move |line| {
+        let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
+        match line {
+            // Virtual nodes: only "good-node" can name a directory. (A name starting with
+            // a dot would end the reply, as in Perl.)
+            "nodes" => send(b"good-node\na/b\nx\x01\nup/../../tmp\nnul\0byte\n.\n"),
+            l if l.starts_with("list") => send(list.as_bytes()),
+            // Both sanitise to if_eth0_1: the first listed wins, its values are 1.
+            "fetch if_eth0.1" => send(b"v.value 1\n.\n"),
+            "fetch if_eth0_1" => send(b"v.value 2\n.\n"),
+            "config mg" => {
+                send(b"multigraph ../../../etc/evil\ngraph_title T\nupdate_rate 1\nv.label v\n.\n")
+            }
+            l if l.starts_with("config ") => send(b"graph_title T\nupdate_rate 1\nv.label v\n.\n"),
+            l if l.starts_with("fetch ") => send(b"v.value 3\n.\n"),
+            other => fake_basics(other),
+        }
+    });
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let d = daemon(&format!("127.0.0.1:{port}"), &spool, &log, &[]);
+    let meta = spool.join("good-node").join("SPOOL-META");
+    wait_for("no samples spooled", &log, Duration::from_secs(20), || {
+        let m = fs::read_to_string(&meta).unwrap_or_default();
+        ["___evil", "a_b", "x_y", "if_eth0_1", "mg"]
+            .iter()
+            .all(|s| m.contains(&format!("last-timestamp.{s}:")))
+    });
+    thread::sleep(Duration::from_millis(2500));
+    sigterm(d);
+    let log = fs::read_to_string(&log).unwrap();
+
+    // Nothing outside the spool directory, one subdirectory, only spool files in it.
+    let top = tree(work.path());
+    assert!(
+        top.iter()
+            .all(|p| p.starts_with("spool") || p == Path::new("asyncd.log")),
+        "{top:?}"
+    );
+    let inside = tree(&spool);
+    for p in &inside {
+        let mut parts = p.components();
+        let first = parts.next().unwrap().as_os_str().to_str().unwrap();
+        // The spool directory itself holds the daemon's files and one subdirectory.
+        let top = [
+            "good-node",
+            "SPOOL-META",
+            "munin-asyncd.lock",
+            "munin-daemon.list",
+        ];
+        assert!(top.contains(&first), "{p:?}");
+        if let Some(name) = parts.next() {
+            let name = name.as_os_str().to_str().unwrap();
+            assert!(parts.next().is_none(), "{p:?}");
+            assert!(
+                name.starts_with("munin-daemon.")
+                    || name == "SPOOL-META"
+                    || name == "munin-asyncd.lock",
+                "{name}"
+            );
+            assert!(name.len() < 255 && !name.contains("LLLL"), "{name}");
+        }
+    }
+    for refused in [
+        "\"a/b\"",
+        "\"x\\x01\"",
+        "\"up/../../tmp\"",
+        "\"nul\\x00byte\"",
+    ] {
+        assert_eq!(
+            log.matches(&format!("virtual node {refused} cannot name"))
+                .count(),
+            1,
+            "{refused}\n{log}"
+        );
+    }
+    assert_eq!(
+        log.matches("10000 bytes is not spooled").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches(
+            "plugin \"if_eth0_1\" is not spooled: its spool file would be plugin \"if_eth0.1\"'s"
+        )
+        .count(),
+        1,
+        "{log}"
+    );
+
+    // The served spool: if_eth0_1 holds only the first plugin's values.
+    let node_spool = spool.join("good-node");
+    let reply = ours(&node_spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    let mut graph = "";
+    let mut values = BTreeSet::new();
+    for line in reply.lines() {
+        if let Some(g) = line.strip_prefix("multigraph ") {
+            graph = g;
+        } else if graph == "if_eth0_1" {
+            if let Some(v) = line.strip_prefix("v.value ") {
+                values.insert(v.rsplit(':').next().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(values, BTreeSet::from(["1".to_string()]), "{reply}");
+}
+
+#[test]
+fn spool_files_and_directories_allow_no_world_access() {
+    let script = "#!/bin/sh\n[ \"$1\" = config ] && { echo 'graph_title T'; echo 'update_rate 1'; echo 'v.label v'; exit 0; }\necho v.value 1\n";
+    let node = PrivateNode::start(&[("alpha", script)]);
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    // A permissive umask must not widen the modes.
+    let d = Running(
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 0; exec \"$@\"")
+            .arg("sh")
+            .arg(our_asyncd())
+            .args(["--host", &node.addr(), "--screen", "--spooldir"])
+            .arg(&spool)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("nothing spooled", &log, Duration::from_secs(20), || {
+        fs::read_to_string(spool.join("SPOOL-META"))
+            .unwrap_or_default()
+            .contains("last-timestamp.alpha:")
+    });
+    sigterm(d);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode(&spool) & 0o007,
+        0,
+        "spool directory {:o}",
+        mode(&spool)
+    );
+    for p in tree(&spool) {
+        let m = mode(&spool.join(&p));
+        assert_eq!(m & 0o007, 0, "{p:?} is {m:o}");
+        assert_eq!(m & 0o022, 0, "{p:?} is {m:o}: group or world writable");
+    }
+}
+
+#[test]
+fn a_second_daemon_on_one_spool_is_refused() {
+    let node = PrivateNode::start(&[]);
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("first.log");
+    let first = daemon(&node.addr(), &spool, &log, &[]);
+    wait_for("no lock file", &log, Duration::from_secs(10), || {
+        spool.join("munin-asyncd.lock").exists()
+    });
+    let out = run(
+        Command::new(our_asyncd())
+            .args(["--host", &node.addr(), "--screen", "--spooldir"])
+            .arg(&spool),
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains("another munin-asyncd is already spooling into this directory"),
+        "{}",
+        out.stderr()
+    );
+    sigterm(first);
+    // Once the first is gone, a new one starts.
+    let log2 = work.path().join("second.log");
+    let second = daemon(&node.addr(), &spool, &log2, &[]);
+    thread::sleep(Duration::from_millis(500));
+    let mut second = second;
+    assert!(
+        second.0.try_wait().unwrap().is_none(),
+        "{}",
+        fs::read_to_string(&log2).unwrap()
+    );
+    sigterm(second);
+}
