@@ -1,6 +1,7 @@
 //! munin-async's main flow: set up logging, open the spool, serve, clean up.
 
 use std::io;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,6 +44,9 @@ fn fatal(target: log::Target, msg: std::fmt::Arguments<'_>) -> ExitCode {
 /// Runs munin-async with a checked configuration; returns the exit code.
 pub fn run(cfg: AsyncConfig) -> ExitCode {
     let target = cfg.log_target;
+    if let Mode::AuthorizedKeys { key_file, from } = &cfg.mode {
+        return print_authorized_keys(&cfg, key_file, from.as_deref());
+    }
     log::init("munin-async", target, cfg.log_level);
     let spool = match Spool::open(&cfg.spooldir) {
         Ok(s) => s,
@@ -65,6 +69,7 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
     let cleanup_after = match cfg.mode {
         Mode::CleanupOnly => return run_cleanup(&spool, max_age, target),
         Mode::Serve { cleanup } => cleanup,
+        Mode::AuthorizedKeys { .. } => return ExitCode::from(exit::USAGE),
     };
     let hostname = cfg
         .hostname
@@ -136,4 +141,50 @@ fn run_cleanup(spool: &Spool, max_age: u64, target: log::Target) -> ExitCode {
 fn widen_stdout_pipe() {
     // SAFETY: fcntl on fd 1 with F_SETPIPE_SZ takes an int and touches no memory of ours.
     let _ = unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
+/// `--authorized-keys FILE`: prints one hardened line per key, with this very program in
+/// the forced command.
+fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>) -> ExitCode {
+    let keys = if key_file == Path::new("-") {
+        io::read_to_string(io::stdin())
+    } else {
+        std::fs::read_to_string(key_file)
+    };
+    let program = std::env::current_exe();
+    let result = match (keys, program) {
+        (Err(e), _) => Err(format!("{}: {e}", key_file.display())),
+        (_, Err(e)) => Err(format!("cannot tell this program's path: {e}")),
+        (Ok(keys), Ok(program)) => {
+            let forced = crate::authkeys::Forced {
+                program: &program,
+                spooldir: &cfg.spooldir,
+                hostname: cfg.hostname.as_deref(),
+                catchup_window: match cfg.catchup {
+                    crate::session::Catchup::Seconds(s) => Some(s),
+                    crate::session::Catchup::Intervals(_) => None,
+                },
+            };
+            crate::authkeys::lines(forced, from, &keys)
+                .map_err(|e| format!("{}: {e}", key_file.display()))
+        }
+    };
+    match result {
+        Ok(lines) => {
+            if !cfg.spooldir.is_dir() {
+                eprintln!(
+                    "munin-async: note: {} does not exist yet",
+                    cfg.spooldir.display()
+                );
+            }
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("munin-async: {e}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
 }

@@ -49,6 +49,14 @@ pub struct AsyncOpts {
     /// newest spooled sample.
     #[arg(long)]
     pub vectorfetch: bool,
+    /// Print the hardened authorized_keys line for the master's public key in FILE ("-" for
+    /// stdin), with this program, --spooldir and the other options given in its forced
+    /// command, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub authorized_keys: Option<PathBuf>,
+    /// With --authorized-keys: the master's addresses (sshd's from="..." pattern-list).
+    #[arg(long, value_name = "PATTERNS", requires = "authorized_keys")]
+    pub from: Option<String>,
     /// How far one spoolfetch reaches past the oldest sample it sends, in seconds; 0 for
     /// no limit [default: 6 spool intervals, 6 days with Debian's settings].
     #[arg(long, value_name = "SECONDS")]
@@ -66,7 +74,7 @@ Exit status: 0 when the session ended (also when the master hung up), 1 when the
 directory cannot be used or writing to the master failed, 2 for a wrong command line.";
 
 /// What to do after the options are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Serve a session, then clean up if `cleanup`.
     Serve {
@@ -75,6 +83,13 @@ pub enum Mode {
     },
     /// Clean up and exit.
     CleanupOnly,
+    /// Print the authorized_keys line for the key in this file ("-": stdin) and exit.
+    AuthorizedKeys {
+        /// The public key file.
+        key_file: PathBuf,
+        /// The from="..." patterns.
+        from: Option<String>,
+    },
 }
 
 /// munin-async's validated configuration.
@@ -112,7 +127,12 @@ impl AsyncOpts {
         Ok(AsyncConfig {
             spooldir: self.spooldir,
             hostname: self.hostname,
-            mode: if self.cleanupandexit {
+            mode: if let Some(key_file) = self.authorized_keys {
+                Mode::AuthorizedKeys {
+                    key_file,
+                    from: self.from,
+                }
+            } else if self.cleanupandexit {
                 Mode::CleanupOnly
             } else {
                 Mode::Serve {

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod authkeys;
 pub mod cleanup;
 pub mod cli;
 pub mod daemon;

@@ -274,16 +274,27 @@ fn start_sshd(m: &Master) -> Sshd {
     keygen(&ssh.join("host_key"));
     let client = keygen(&ssh.join("client_key"));
     chown("munin", &ssh.join("client_key"));
-    let forced = format!(
-        "{} --spooldir {} --spoolfetch",
-        m.path("bin/munin-async").display(),
-        m.path("spool").display()
+    // The line munin-async prints for the key, as a sysadmin would install it.
+    let out = run(
+        Command::new(m.path("bin/munin-async"))
+            .arg("--spooldir")
+            .arg(m.path("spool"))
+            .args(["--from", "127.0.0.1", "--authorized-keys", "-"]),
+        client.as_bytes(),
+        Duration::from_secs(10),
     );
-    fs::write(
-        ssh.join("authorized_keys"),
-        format!("no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc,from=\"127.0.0.1\",command=\"{forced}\" {client}\n"),
-    )
-    .unwrap();
+    assert!(out.status.success(), "{}", out.stderr());
+    let line = out.stdout();
+    assert_eq!(
+        line,
+        format!(
+            "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc,\
+             from=\"127.0.0.1\",command=\"{} --spooldir {} --spoolfetch\" {client}\n",
+            m.path("bin/munin-async").display(),
+            m.path("spool").display()
+        )
+    );
+    fs::write(ssh.join("authorized_keys"), line).unwrap();
     let port = free_port();
     fs::write(
         ssh.join("sshd_config"),
