@@ -254,3 +254,134 @@ fn a_second_daemon_on_one_spool_is_refused() {
     );
     sigterm(second);
 }
+
+#[test]
+fn a_master_cannot_make_munin_async_read_or_delete_outside_its_spool() {
+    let strace = require("/usr/bin/strace", "strace");
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let secret = work.path().join("secret");
+    fs::write(&secret, "timestamp 1\nmultigraph secret\nSECRET.value 42\n").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = 86_400;
+    let today = now - now % day;
+    fs::write(
+        spool.join(format!("munin-daemon.load.{today}.{day}")),
+        format!("timestamp {now}\nmultigraph load\nload.value {now}:1\n"),
+    )
+    .unwrap();
+    // An old file that --cleanup removes, and two symlinks out of the spool named like
+    // spool files: one to read through, one old enough to be cleaned up.
+    let old = today - 30 * day;
+    fs::write(spool.join(format!("munin-daemon.gone.{old}.{day}")), "").unwrap();
+    std::os::unix::fs::symlink(
+        &secret,
+        spool.join(format!("munin-daemon.evil.{today}.{day}")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        &secret,
+        spool.join(format!("munin-daemon.evil2.{old}.{day}")),
+    )
+    .unwrap();
+    let session = format!(
+        "cap multigraph spool\nlist ../..\nlist /etc\nnodes\nconfig ../../etc/passwd\n\
+         fetch /etc/shadow\nconfig ../secret\nfetch evil\nconfig evil\nspoolfetch ../../secret\n\
+         spoolfetch -1\nspoolfetch 0 ../secret\nspoolfetch 0\n{}\n\x00\x01\x02\nquit\n",
+        "A".repeat(100_000)
+    );
+    let trace = work.path().join("trace");
+    let out = run(
+        Command::new(strace)
+            .args(["-f", "-qq", "-e", "trace=%file", "-o"])
+            .arg(&trace)
+            .arg(our_async())
+            .arg("--spooldir")
+            .arg(&spool)
+            .args(["--spoolfetch", "--cleanup", "--screen"]),
+        session.as_bytes(),
+        Duration::from_secs(30),
+    );
+    // The symlink named like an old spool file is refused by the cleanup, which says so
+    // and exits 1 after the session.
+    let err = out.stderr();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 files removed, 1 could not be removed"),
+        "{err}"
+    );
+    let reply = out.stdout();
+    assert!(reply.contains("load.value"), "{reply}");
+    assert!(
+        !reply.contains("SECRET") && !reply.contains("root:"),
+        "{reply}"
+    );
+
+    let trace = fs::read_to_string(&trace).unwrap();
+    // The trace is real: it shows the spool file read and the old file deleted.
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("open") && l.contains("/munin-daemon.load.")),
+        "{trace}"
+    );
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("unlink") && l.contains("/munin-daemon.gone.")),
+        "{trace}"
+    );
+    let spool_s = spool.to_str().unwrap();
+    let work_s = work.path().to_str().unwrap();
+    let mut touched = Vec::new();
+    for line in trace.lines() {
+        // Every path in a system call: the first quoted argument of the file calls.
+        let Some(start) = line.find('"') else {
+            continue;
+        };
+        let Some(len) = line[start + 1..].find('"') else {
+            continue;
+        };
+        let path = &line[start + 1..start + 1 + len];
+        let call = line.split_whitespace().nth(1).unwrap_or("");
+        if path.starts_with(work_s) && !path.starts_with(spool_s) {
+            touched.push(line.to_string());
+        }
+        for bad in ["/etc/passwd", "/etc/shadow", "secret"] {
+            if path.contains(bad) {
+                touched.push(line.to_string());
+            }
+        }
+        if call.starts_with("unlink") || call.starts_with("rename") || call.starts_with("rmdir") {
+            assert!(
+                path.starts_with(spool_s) && path.contains("/munin-daemon.gone."),
+                "deleted what it should not: {line}"
+            );
+        }
+        // Files outside the spool are opened only for reading: the loader, locale data,
+        // /proc and /dev/log.
+        if (call.starts_with("open") || call.starts_with("creat"))
+            && !path.starts_with(spool_s)
+            && (line.contains("O_WRONLY") || line.contains("O_RDWR") || line.contains("O_CREAT"))
+        {
+            touched.push(line.to_string());
+        }
+    }
+    assert!(touched.is_empty(), "{}", touched.join("\n"));
+    // The old file went; both symlinks and the secret are still there.
+    let names: BTreeSet<String> = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".gone.")), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.contains(".evil")).count(),
+        2,
+        "{names:?}"
+    );
+    assert!(secret.exists());
+}
