@@ -508,6 +508,10 @@ impl Coordinator<'_> {
         self.in_flight.remove(&done.id);
         let p = &mut self.plugins[done.id];
         p.took = Some(done.took);
+        let retry = match &done.result {
+            Err(PollError::TooEarly { last }) => Some(last + 1),
+            _ => None,
+        };
         match done.result {
             Ok(sample) => {
                 if p.failing {
@@ -541,7 +545,11 @@ impl Coordinator<'_> {
                 }
             }
         }
-        if self.plugins[done.id].listed {
+        let listed = self.plugins[done.id].listed;
+        if let (true, Some(t)) = (listed, retry) {
+            // Asked again the next second, not a whole (perhaps default) rate later.
+            self.schedule.retry_at(done.id, t);
+        } else if listed {
             self.schedule.done(done.id, done.slot, now);
         } else {
             self.schedule.remove(done.id);

@@ -132,6 +132,15 @@ impl Schedule {
         self.due.push(Reverse((next_slot(slot.max(now), rate), id)));
     }
 
+    /// Plugin `id` is done without a sample and must be asked again at `t`, off its slots
+    /// (its sample would have repeated the time of the last one).
+    pub fn retry_at(&mut self, id: usize, t: u64) {
+        if let Some(f) = self.in_flight.get_mut(id) {
+            *f = false;
+        }
+        self.due.push(Reverse((t, id)));
+    }
+
     /// Takes plugin `id` out of the schedule.
     pub fn remove(&mut self, id: usize) {
         self.due.retain(|Reverse((_, i))| *i != id);
@@ -181,6 +190,20 @@ mod tests {
         let config: [&[u8]; 3] = [b"graph_title x", b"a.update_rate 10", b"update_rate 5"];
         assert_eq!(rate_in_config(config).map(|r| r.seconds), Some(5));
         assert_eq!(rate_in_config([&b"graph_title x"[..]]), None);
+    }
+
+    #[test]
+    fn a_plugin_skipped_for_repeating_a_time_is_asked_again_the_next_second() {
+        let mut s = Schedule::new();
+        s.add_due(0, 300, 1000);
+        assert_eq!(s.pop_due(1000), Some((0, 1000)));
+        s.retry_at(0, 1001);
+        assert!(!s.in_flight(0));
+        assert_eq!(s.pop_due(1000), None);
+        assert_eq!(s.pop_due(1001), Some((0, 1001)));
+        // Back on its slots once it has a sample.
+        s.done(0, 1001, 1001);
+        assert_eq!(s.next_due(), Some(1200));
     }
 
     #[test]

@@ -198,7 +198,11 @@ fn serve_spoolfetch<W: Write>(
         "spoolfetch {after}: sent {} records up to {} (window ends {}), {} damaged parts skipped, {} files unreadable",
         report.records,
         report.newest.map_or("none".to_string(), |t| t.to_string()),
-        window.until,
+        if window.until == u64::MAX {
+            "nowhere".to_string()
+        } else {
+            window.until.to_string()
+        },
         report.damaged,
         report.unreadable
     );

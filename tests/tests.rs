@@ -2,6 +2,7 @@
 
 mod catchup;
 mod cleanup;
+mod corruption;
 mod crash;
 mod daemon;
 mod differential;
