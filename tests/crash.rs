@@ -25,14 +25,19 @@ impl Rng {
 /// Every sample munin-async serves from the whole spool, as (graph, time), after checking
 /// that each record is whole: one time per record, and a `big` record with all 2000 fields
 /// and labels. Also the times of each graph must strictly increase (no timestamp twice).
-fn served(spool: &Path, when: &str) -> BTreeSet<(String, u64)> {
+pub fn served(spool: &Path, when: &str) -> BTreeSet<(String, u64)> {
     let out = ours(
         spool,
         &["--spoolfetch", "--catchup-window", "0"],
         "spoolfetch 0\n",
     );
     assert!(out.status.success(), "{when}: {}", out.stderr());
-    let text = out.stdout();
+    whole_records(&out.stdout(), when)
+}
+
+/// The samples of a spoolfetch reply, as (graph, time), after checking each record is
+/// whole and no graph has a time twice (see [`served`]).
+pub fn whole_records(text: &str, when: &str) -> BTreeSet<(String, u64)> {
     let mut records: Vec<(String, Vec<&str>)> = Vec::new();
     for line in after_greeting(&text).lines() {
         if let Some(g) = line.strip_prefix("multigraph ") {

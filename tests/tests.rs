@@ -7,6 +7,7 @@ mod crash;
 mod daemon;
 mod differential;
 mod harness;
+mod load;
 mod master;
 mod security;
 mod session;
