@@ -81,6 +81,12 @@ enum PollError {
     Node(NodeError),
     Write(WriteError),
     Unknown,
+    /// munin-node answered, but with nothing to spool: a config of comments only (munin-node
+    /// says `# Bad exit` or `# Timeout` when the plugin failed), or a fetch without values.
+    Plugin {
+        request: &'static str,
+        said: String,
+    },
     /// The plugin already has a sample at this second (a restart within the second of
     /// the last sample, or a clock that went back): a second one would be refused by RRD.
     TooEarly {
@@ -94,6 +100,9 @@ impl std::fmt::Display for PollError {
             PollError::Node(e) => e.fmt(f),
             PollError::Write(e) => e.fmt(f),
             PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
+            PollError::Plugin { request, said } => {
+                write!(f, "{request} gave nothing to spool ({said}); not spooled")
+            }
             PollError::TooEarly { last } => write!(
                 f,
                 "skipped: a sample at {last} is spooled already (has the clock gone back?)"
@@ -702,8 +711,12 @@ fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) 
         } else {
             poll(cfg, &mut conn, &job.writer, &job.plugin, job.not_before)
         };
-        if matches!(result, Err(PollError::Node(_) | PollError::Write(_))) {
-            // The connection may be in any state now: start afresh next time.
+        if matches!(
+            result,
+            Err(PollError::Node(_) | PollError::Write(_) | PollError::Plugin { .. })
+        ) {
+            // The connection may be in any state now, or held by a munin-node process left
+            // over from before a restart: start afresh next time.
             conn = None;
         }
         let report = Done {
@@ -742,12 +755,28 @@ fn poll(
     {
         return Err(PollError::Unknown);
     }
+    if config
+        .iter()
+        .all(|l| l.starts_with(b"#") || l.trim_ascii().is_empty())
+    {
+        return Err(PollError::Plugin {
+            request: "config",
+            said: comments(&config),
+        });
+    }
     let dirty = config.iter().any(|l| is_value_line(l));
     let (time, values) = if dirty {
         (config_time, Vec::new())
     } else {
         let t = system_clock();
-        (t, c.fetch(plugin).map_err(PollError::Node)?)
+        let values = c.fetch(plugin).map_err(PollError::Node)?;
+        if !values.iter().any(|l| is_value_line(l)) {
+            return Err(PollError::Plugin {
+                request: "fetch",
+                said: comments(&values),
+            });
+        }
+        (t, values)
     };
     if time < not_before {
         return Err(PollError::TooEarly {
@@ -779,6 +808,21 @@ fn poll(
         .map_err(PollError::Write)?;
     log_debug!("spooled {plugin} at {time} ({} bytes)", body.len());
     Ok(Sample { time, rate })
+}
+
+/// What a failed reply said, for the log: its comment lines, or "nothing".
+fn comments(reply: &[Vec<u8>]) -> String {
+    let said: Vec<String> = reply
+        .iter()
+        .filter(|l| l.starts_with(b"#"))
+        .take(3)
+        .map(|l| Quoted(&l[..l.len().min(100)]).to_string())
+        .collect();
+    if said.is_empty() {
+        "nothing".to_string()
+    } else {
+        said.join(", ")
+    }
 }
 
 #[cfg(test)]

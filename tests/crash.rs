@@ -39,7 +39,7 @@ pub fn served(spool: &Path, when: &str) -> BTreeSet<(String, u64)> {
 /// whole and no graph has a time twice (see [`served`]).
 pub fn whole_records(text: &str, when: &str) -> BTreeSet<(String, u64)> {
     let mut records: Vec<(String, Vec<&str>)> = Vec::new();
-    for line in after_greeting(&text).lines() {
+    for line in after_greeting(text).lines() {
         if let Some(g) = line.strip_prefix("multigraph ") {
             records.push((g.to_string(), Vec::new()));
         } else if line != "." {

@@ -474,19 +474,25 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
 
 /// A fake munin-node for faults a real one cannot produce on demand: `hang` never
 /// answers, `endless` sends 10 MB without a newline, `closer` hangs up, `trickle` sends a
-/// byte a second. `good` answers at once, at a 1-second rate.
+/// byte a second, `bad` fails (`# Bad exit`), `empty` gives no values. `good` answers at
+/// once, at a 1-second rate.
 fn faulty_node() -> u16 {
     fake_node(|line| {
         let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
         match line {
             "nodes" => send(b"fake.example\n.\n"),
-            l if l.starts_with("list") => send(b"good hang endless closer trickle\n"),
+            l if l.starts_with("list") => send(b"good hang endless closer trickle bad empty\n"),
             "config good" => send(b"graph_title Good\nupdate_rate 1\nv.label v\n.\n"),
             "fetch good" => send(b"v.value 1\n.\n"),
             "config hang" => vec![Act::Sleep(Duration::from_secs(30)), Act::Close],
             // 10 MB in one line, never ended.
             "config endless" => vec![Act::Send(vec![b'x'; 10_000_000]), Act::Close],
             "config closer" => vec![Act::Close],
+            // What munin-node says when a plugin fails, or a process of it left over from
+            // before a restart cannot find the plugin any more.
+            "config bad" => send(b"# Bad exit\n.\n"),
+            "config empty" => send(b"graph_title Empty\nupdate_rate 1\nv.label v\n.\n"),
+            "fetch empty" => send(b"# Timeout\n.\n"),
             "config trickle" => vec![Act::Trickle(
                 b"graph_title Trickle\n.\n".to_vec(),
                 Duration::from_secs(1),
@@ -533,6 +539,8 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
         ("endless", "over the limit"),
         ("closer", "closed the connection"),
         ("trickle", "in time"),
+        ("bad", "config gave nothing to spool (\"# Bad exit\")"),
+        ("empty", "fetch gave nothing to spool (\"# Timeout\")"),
     ] {
         let lines: Vec<&str> = log
             .lines()
@@ -546,7 +554,7 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
         assert!(lines[0].contains(why), "{plugin}: {}", lines[0]);
     }
     assert!(
-        !reply.contains("Trickle") && !reply.contains("xxxx"),
+        !reply.contains("Trickle") && !reply.contains("xxxx") && !reply.contains("Empty"),
         "a failed request was spooled"
     );
 }

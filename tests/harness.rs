@@ -282,8 +282,10 @@ impl PrivateNode {
 
 impl Drop for PrivateNode {
     fn drop(&mut self) {
-        // munin-node forks per connection; its pid file names the server.
+        // munin-node forks per connection; its pid file names the server. Its children
+        // go first: killed after it, they would live on with open connections.
         if let Ok(pid) = fs::read_to_string(self.dir.path().join("munin-node.pid")) {
+            let _ = Command::new("pkill").args(["-P", pid.trim()]).status();
             let _ = Command::new("kill").arg(pid.trim()).status();
         }
         let _ = self.child.kill();

@@ -9,5 +9,6 @@ mod differential;
 mod harness;
 mod load;
 mod master;
+mod node_faults;
 mod security;
 mod session;

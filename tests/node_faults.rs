@@ -1,0 +1,156 @@
+//! munin-node going away and misbehaving as a whole: down for over a minute then back,
+//! and a node that greets and hangs up. munin-asyncd keeps running and recovers by itself.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::daemon::{one_second_plugin, pairs, start_daemon, stop};
+use crate::harness::*;
+
+/// The times each plugin has in the spool (all of it, whatever complete_until says).
+fn times(spool: &std::path::Path) -> BTreeMap<String, Vec<u64>> {
+    let out = ours(
+        spool,
+        &["--spoolfetch", "--catchup-window", "0"],
+        "spoolfetch 0\n",
+    );
+    let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (g, t) in pairs(&out.stdout()) {
+        m.entry(g).or_default().push(t);
+    }
+    m
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits until every plugin has a sample at or after `t`.
+fn wait_for_samples(spool: &std::path::Path, plugins: &[&str], t: u64, log: &std::path::Path) {
+    let start = Instant::now();
+    loop {
+        let m = times(spool);
+        if plugins
+            .iter()
+            .all(|p| m.get(*p).is_some_and(|ts| ts.iter().any(|&x| x >= t)))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no samples after {t}: {m:?}\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn munin_node_down_for_over_a_minute_then_back_is_recovered_without_help() {
+    let scripts = [
+        ("a", one_second_plugin("a", "0")),
+        ("b", one_second_plugin("b", "0.2")),
+    ];
+    let refs: Vec<(&str, &str)> = scripts.iter().map(|(n, s)| (*n, s.as_str())).collect();
+    let port = free_port();
+    let node = PrivateNode::start_on(port, &refs);
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let mut d = start_daemon(&node.addr(), &spool, &log, &["--connections", "2"]);
+    wait_for_samples(&spool, &["a", "b"], now() + 2, &log);
+    drop(node);
+    let down = now();
+    // Longer than the longest backoff (60 s).
+    thread::sleep(Duration::from_secs(65));
+    assert!(d.0.try_wait().unwrap().is_none(), "munin-asyncd exited");
+    let node = PrivateNode::start_on(port, &refs);
+    let back = now();
+    wait_for_samples(&spool, &["a", "b"], back, &log);
+    let recovered = now() - back;
+    // Then it is on its 1-second slots again.
+    thread::sleep(Duration::from_secs(4));
+    stop(d);
+    drop(node);
+    let log = fs::read_to_string(&log).unwrap();
+    let m = times(&spool);
+    for p in ["a", "b"] {
+        let after: Vec<u64> = m[p].iter().copied().filter(|&t| t >= back).collect();
+        assert!(
+            after.windows(2).all(|w| w[1] - w[0] == 1),
+            "{p}: missed slots after recovery: {after:?}"
+        );
+        assert!(after.len() >= 4, "{p}: {after:?}");
+        // One line when it failed, one when it answered again: not one a second.
+        let failed = log
+            .lines()
+            .filter(|l| l.contains(&format!("plugin {p}:")))
+            .count();
+        assert_eq!(failed, 1, "{p}: logged more than once while down\n{log}");
+        assert_eq!(
+            log.matches(&format!("plugin {p} answers again")).count(),
+            1,
+            "{log}"
+        );
+        assert!(
+            m[p].iter().all(|&t| t <= down + 1 || t >= back),
+            "{p}: a sample while munin-node was down"
+        );
+    }
+    eprintln!("munin-node down 65 s; both plugins spooling again {recovered} s after it came back");
+    assert!(recovered <= 5, "took {recovered} s to recover");
+}
+
+#[test]
+fn a_node_that_greets_and_hangs_up_is_retried_until_it_behaves() {
+    let broken = Arc::new(AtomicBool::new(true));
+    let b = broken.clone();
+    let port = fake_node(move |line| {
+        let send = |x: &[u8]| vec![Act::Send(x.to_vec())];
+        match line {
+            "" if b.load(Ordering::SeqCst) => {
+                vec![
+                    Act::Send(b"# munin node at fake.example\n".to_vec()),
+                    Act::Close,
+                ]
+            }
+            "nodes" => send(b"fake.example\n.\n"),
+            l if l.starts_with("list") => send(b"ok\n"),
+            "config ok" => send(b"graph_title Ok\nupdate_rate 1\nv.label v\n.\n"),
+            "fetch ok" => send(b"v.value 1\n.\n"),
+            other => fake_basics(other),
+        }
+    });
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let mut d = start_daemon(&format!("127.0.0.1:{port}"), &spool, &log, &[]);
+    thread::sleep(Duration::from_secs(5));
+    assert!(d.0.try_wait().unwrap().is_none(), "munin-asyncd exited");
+    broken.store(false, Ordering::SeqCst);
+    let fixed = now();
+    // The list is retried with backoff (1, 2, 4 s … by now at most 8 s apart).
+    let start = Instant::now();
+    while times(&spool).get("ok").is_none_or(|t| t.len() < 3) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    stop(d);
+    let log = fs::read_to_string(&log).unwrap();
+    // One line for the failure (the backoff's retries are not logged), one when it is up.
+    let errors = log.lines().filter(|l| l.contains("error")).count();
+    assert_eq!(errors, 1, "{log}");
+    assert_eq!(log.matches("is up").count(), 1, "{log}");
+    assert!(times(&spool)["ok"].iter().all(|&t| t >= fixed));
+}
