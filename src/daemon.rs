@@ -41,6 +41,8 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 const RELIST_EVERY: Duration = Duration::from_secs(3600);
 /// The longest wait between two attempts to reach munin-node.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a stop waits for polls under way, so it still ends within a second.
+const STOP_GRACE: Duration = Duration::from_millis(700);
 /// The longest the loop sleeps, so a stop is seen within a second.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -87,6 +89,8 @@ enum PollError {
         request: &'static str,
         said: String,
     },
+    /// Not started: the daemon is stopping.
+    Stopped,
     /// The plugin already has a sample at this second (a restart within the second of
     /// the last sample, or a clock that went back): a second one would be refused by RRD.
     TooEarly {
@@ -100,12 +104,13 @@ impl std::fmt::Display for PollError {
             PollError::Node(e) => e.fmt(f),
             PollError::Write(e) => e.fmt(f),
             PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
+            PollError::Stopped => f.write_str("not polled: stopping"),
             PollError::Plugin { request, said } => {
                 write!(f, "{request} gave nothing to spool ({said}); not spooled")
             }
             PollError::TooEarly { last } => write!(
                 f,
-                "skipped: a sample at {last} is spooled already (has the clock gone back?)"
+                "skipped: samples up to {last} are spooled already (a restart within that second, or a clock gone back)"
             ),
         }
     }
@@ -134,6 +139,8 @@ struct NodeSpool {
     hostname: String,
     /// Each service's newest sample found when the spool was opened.
     newest: BTreeMap<String, u64>,
+    /// The complete_until found when the spool was opened: samples must be later.
+    floor: u64,
     /// SPOOL-META needs writing.
     dirty: bool,
     /// The complete_until SPOOL-META says.
@@ -163,11 +170,20 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
             repaired.files
         );
     }
+    // A master may have read up to the complete_until published before: no sample may be
+    // taken at or before it now, or the master's cursor would already be past it. (Not
+    // beyond the present: a clock that went back, or a damaged value, must not stop us.)
+    let floor = Spool::open(dir)
+        .ok()
+        .and_then(|s| s.meta().ok())
+        .and_then(|m| m.complete_until())
+        .map_or(0, |t| t.min(system_clock()));
     Ok(NodeSpool {
         node: node.to_string(),
         writer: Arc::new(writer),
         hostname: node.to_string(),
         newest: repaired.newest,
+        floor,
         dirty: true,
         said: None,
         meta_failing: false,
@@ -305,7 +321,10 @@ impl Coordinator<'_> {
                     id,
                     plugin: p.name.clone(),
                     slot,
-                    not_before: p.last.map_or(0, |t| t + 1),
+                    not_before: p
+                        .last
+                        .map_or(0, |t| t + 1)
+                        .max(self.spools[p.spool].floor + 1),
                     writer: self.spools[p.spool].writer.clone(),
                 };
                 if self.jobs.send(job).is_err() {
@@ -335,6 +354,19 @@ impl Coordinator<'_> {
             }
         }
         log_info!("stopping");
+        // Polls under way may still land: a plugin that ran should not lose its sample.
+        // Polls not started yet are not started (see `worker`).
+        let deadline = Instant::now() + STOP_GRACE;
+        while !self.in_flight.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(done) => self.finished(done),
+                Err(_) => break,
+            }
+        }
+        if !self.in_flight.is_empty() {
+            log_info!("{} poll(s) still under way abandoned", self.in_flight.len());
+        }
         self.publish(system_clock(), true);
     }
 
@@ -539,6 +571,7 @@ impl Coordinator<'_> {
                 // Expected after a restart within the second of the last sample.
                 log_info!("plugin {}: {e}", p.name);
             }
+            Err(PollError::Stopped) => {}
             Err(PollError::Unknown) => {
                 log_warn!(
                     "plugin {} is gone from munin-node; reading the list again",
@@ -567,7 +600,9 @@ impl Coordinator<'_> {
     }
 
     /// Rewrites each node's SPOOL-META when something changed, at most once a second
-    /// (with Durability::Record every write is synced), or now with `force`.
+    /// (with Durability::Record every write is synced), or now with `force` (at the stop:
+    /// with nothing in flight, every sample up to `now` is in, and a restart takes none at
+    /// or before it, see `floor`).
     fn publish(&mut self, now: u64, force: bool) {
         if !force
             && self
@@ -587,7 +622,9 @@ impl Coordinator<'_> {
                 .clone()
                 .filter_map(|(id, _)| self.in_flight.get(&id))
                 .min()
-                .map_or(now.saturating_sub(1), |t| t.saturating_sub(1));
+                .map_or(if force { now } else { now.saturating_sub(1) }, |t| {
+                    t.saturating_sub(1)
+                });
             let listed = mine.clone().any(|(_, p)| p.listed);
             if !force && !spool.dirty && spool.said == Some(complete) {
                 continue;
@@ -704,7 +741,9 @@ fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) 
             Err(_) => return,
         };
         let started = Instant::now();
-        let result = if system_clock() < job.not_before {
+        let result = if signals::terminate_requested() {
+            Err(PollError::Stopped)
+        } else if system_clock() < job.not_before {
             Err(PollError::TooEarly {
                 last: job.not_before - 1,
             })

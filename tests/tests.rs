@@ -12,3 +12,4 @@ mod master;
 mod node_faults;
 mod security;
 mod session;
+mod soak;
