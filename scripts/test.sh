@@ -20,24 +20,7 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 
 step "fuzz targets: build and run ${FUZZ_SECONDS:-20} s each"
-# cargo-fuzz needs nightly-only compiler flags; the stable toolchain accepts them with
-# RUSTC_BOOTSTRAP.
-export RUSTC_BOOTSTRAP=1
-(
-    cd fuzz
-    cargo fuzz build -O
-    for target in session spool_reader spool_meta; do
-        log="target/fuzz-$target.log"
-        mkdir -p target
-        if ! cargo fuzz run -O "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" -max_len=4096 >"$log" 2>&1; then
-            tail -n 40 "$log" >&2
-            echo "fuzz target $target failed: see fuzz/$log and fuzz/artifacts/$target" >&2
-            exit 1
-        fi
-        echo "$target: $(grep -E '^Done' "$log")"
-    done
-)
-unset RUSTC_BOOTSTRAP
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 step "cargo test"
 cargo test --locked
