@@ -472,8 +472,8 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
     assert_eq!(log.matches("is up").count(), 1, "{log}");
 }
 
-/// A fake munin-node for faults a real one cannot produce on demand: `hang` never
-/// answers, `endless` sends 10 MB without a newline, `closer` hangs up, `trickle` sends a
+/// A fake munin-node for faults a real one cannot produce on demand: `hang` stops in
+/// mid-reply, `endless` sends 10 MB without a newline, `closer` hangs up, `trickle` sends a
 /// byte a second, `bad` fails (`# Bad exit`), `empty` gives no values. `good` answers at
 /// once, at a 1-second rate.
 fn faulty_node() -> u16 {
@@ -484,7 +484,12 @@ fn faulty_node() -> u16 {
             l if l.starts_with("list") => send(b"good hang endless closer trickle bad empty\n"),
             "config good" => send(b"graph_title Good\nupdate_rate 1\nv.label v\n.\n"),
             "fetch good" => send(b"v.value 1\n.\n"),
-            "config hang" => vec![Act::Sleep(Duration::from_secs(30)), Act::Close],
+            // Half a reply, then nothing.
+            "config hang" => vec![
+                Act::Send(b"graph_title Hang\nv.label v\n".to_vec()),
+                Act::Sleep(Duration::from_secs(30)),
+                Act::Close,
+            ],
             // 10 MB in one line, never ended.
             "config endless" => vec![Act::Send(vec![b'x'; 10_000_000]), Act::Close],
             "config closer" => vec![Act::Close],
