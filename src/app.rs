@@ -69,6 +69,19 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
     let cleanup_after = match cfg.mode {
         Mode::CleanupOnly => return run_cleanup(&spool, max_age, target),
         Mode::Serve { cleanup } => cleanup,
+        Mode::Inspect => {
+            return match crate::inspect::inspect(&spool) {
+                Ok(report) => {
+                    print!("{}", crate::inspect::render(spool.dir(), &report));
+                    ExitCode::from(if report.is_clean() {
+                        exit::OK
+                    } else {
+                        exit::FAILURE
+                    })
+                }
+                Err(e) => fatal(target, format_args!("{e}")),
+            }
+        }
         Mode::AuthorizedKeys { .. } => return ExitCode::from(exit::USAGE),
     };
     let hostname = cfg

@@ -49,6 +49,10 @@ pub struct AsyncOpts {
     /// newest spooled sample.
     #[arg(long)]
     pub vectorfetch: bool,
+    /// Print what the spool holds (per plugin: samples, oldest, newest, gaps, bytes, damaged
+    /// parts) and exit: 0 when nothing is damaged, 1 otherwise. Reads only.
+    #[arg(long)]
+    pub inspect: bool,
     /// Print the hardened authorized_keys line for the master's public key in FILE ("-" for
     /// stdin), with this program, --spooldir and the other options given in its forced
     /// command, and exit.
@@ -83,6 +87,8 @@ pub enum Mode {
     },
     /// Clean up and exit.
     CleanupOnly,
+    /// Print what the spool holds and exit.
+    Inspect,
     /// Print the authorized_keys line for the key in this file ("-": stdin) and exit.
     AuthorizedKeys {
         /// The public key file.
@@ -132,6 +138,8 @@ impl AsyncOpts {
                     key_file,
                     from: self.from,
                 }
+            } else if self.inspect {
+                Mode::Inspect
             } else if self.cleanupandexit {
                 Mode::CleanupOnly
             } else {

@@ -85,6 +85,13 @@ fn damaged_records_are_skipped_counted_and_logged_and_the_daemon_goes_on() {
     fs::write(spool.join("SPOOL-META"), "").unwrap();
     let (before, _) = all_served(&spool);
     assert!(before.len() >= 24, "too few samples: {}", before.len());
+    let clean = ours(&spool, &["--inspect"], "");
+    assert_eq!(clean.status.code(), Some(0), "{}", clean.stdout());
+    assert!(
+        clean.stdout().ends_with("no damage found\n"),
+        "{}",
+        clean.stdout()
+    );
 
     let mut damaged: BTreeSet<(String, u64)> = BTreeSet::new();
     // Three flipped bytes, each in the value of one record (a digit for another digit:
@@ -137,6 +144,33 @@ fn damaged_records_are_skipped_counted_and_logged_and_the_daemon_goes_on() {
         junk,
     )
     .unwrap();
+
+    // --inspect finds each damaged part, per plugin, and changes nothing.
+    let files = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let untouched = files(&spool);
+    let seen = ours(&spool, &["--inspect"], "");
+    assert_eq!(seen.status.code(), Some(1), "{}", seen.stderr());
+    let text = seen.stdout();
+    for (service, parts) in [("flip", 3), ("cut", 1), ("garbage", 1), ("junk", 1)] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{service} ")))
+            .unwrap_or_else(|| panic!("no row for {service}:\n{text}"));
+        assert!(row.ends_with(&format!(" {parts}")), "{row}");
+        assert!(
+            text.contains(&format!("problem: {service}: {parts} damaged part(s)")),
+            "{text}"
+        );
+    }
+    assert_eq!(files(&spool), untouched, "--inspect changed the spool");
 
     // A damaged SPOOL-META, then an empty one: every intact record is served either way.
     let expected: BTreeSet<_> = before.difference(&damaged).cloned().collect();
