@@ -6,6 +6,7 @@ mod corruption;
 mod crash;
 mod daemon;
 mod differential;
+mod generated;
 mod harness;
 mod load;
 mod master;

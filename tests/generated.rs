@@ -1,0 +1,83 @@
+//! The manual pages and shell completions in `man/` and `completions/` are generated from
+//! the same clap definitions as `--help`, so they cannot drift: this test renders them and
+//! fails when a committed copy differs. `UPDATE_GENERATED=1 cargo test --test tests
+//! generated` writes them anew.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use munin_async::cli::AsyncOpts;
+use munin_async::daemon_cli::AsyncdOpts;
+
+fn man(cmd: clap::Command) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .section("8")
+        .manual("munin-async in Rust")
+        .render(&mut out)
+        .unwrap();
+    out
+}
+
+fn completion(shell: Shell, mut cmd: clap::Command, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    out
+}
+
+/// Every generated file, by its path in the repository.
+fn generated() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for (name, cmd) in [
+        ("munin-async", AsyncOpts::command()),
+        ("munin-asyncd", AsyncdOpts::command()),
+    ] {
+        files.push((PathBuf::from(format!("man/{name}.8")), man(cmd.clone())));
+        for (shell, file) in [
+            (Shell::Bash, format!("completions/{name}.bash")),
+            (Shell::Zsh, format!("completions/_{name}")),
+            (Shell::Fish, format!("completions/{name}.fish")),
+        ] {
+            files.push((PathBuf::from(file), completion(shell, cmd.clone(), name)));
+        }
+    }
+    files
+}
+
+#[test]
+fn manual_pages_and_completions_are_generated_from_the_options() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let update = std::env::var_os("UPDATE_GENERATED").is_some();
+    let mut stale = Vec::new();
+    for (path, bytes) in generated() {
+        let full = root.join(&path);
+        if update {
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(&full, &bytes).unwrap();
+        } else if fs::read(&full).ok().as_deref() != Some(&bytes[..]) {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "out of date: {} (run UPDATE_GENERATED=1 cargo test --test tests generated)",
+        stale.join(", ")
+    );
+    // The pages hold every long option --help shows.
+    for (name, cmd, page) in [
+        ("munin-async", AsyncOpts::command(), "man/munin-async.8"),
+        ("munin-asyncd", AsyncdOpts::command(), "man/munin-asyncd.8"),
+    ] {
+        let text = fs::read_to_string(root.join(page)).unwrap();
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    text.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
+                    "{name}: --{long} is not in {page}"
+                );
+            }
+        }
+    }
+}
