@@ -1,6 +1,6 @@
 complete -c munin-asyncd -l host -d 'munin-node to poll [default: localhost:4949]' -r
 complete -c munin-asyncd -s s -l spooldir -l spool -d 'Directory to spool into [default: /var/lib/munin-async]' -r -F
-complete -c munin-asyncd -l config -d 'Poll the munin-nodes this file lists, each into its own spool directory, instead of --host into --spooldir (see /usr/share/doc for an example)' -r -F
+complete -c munin-asyncd -l config -d 'Poll the munin-nodes this file lists, each into its own spool directory, instead of --host into --spooldir (a commented example: /usr/share/doc/munin-async-rs/examples/munin-asyncd.conf)' -r -F
 complete -c munin-asyncd -s i -l interval -d 'Length of one spool file\'s interval, in seconds' -r
 complete -c munin-asyncd -l timeout -d 'Accepted for compatibility (Perl\'s longest sleep); this daemon wakes when a plugin is due' -r
 complete -c munin-asyncd -l minrate -d 'Polling rate of plugins that declare none (Debian 2.0\'s name for --update-rate)' -r

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: run as root on a Debian machine. Installs what the tests
 # need, then runs formatting, lints, docs, every test, and builds and briefly runs the
-# fuzz targets. FUZZ_SECONDS (default 20) sets how long each fuzz target runs.
+# fuzz targets, and tests the Debian package (install, upgrade, purge) on this machine.
+# FUZZ_SECONDS (default 20) sets how long each fuzz target runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,3 +25,7 @@ bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 step "cargo test"
 cargo test --locked
+
+step "Debian package: install over Debian's munin-async, init script, unit, upgrade, purge"
+# Last: it replaces Debian's munin-async for a while, which other tests compare against.
+bash scripts/package-test.sh

@@ -18,6 +18,7 @@ use std::cmp::Reverse;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -200,21 +201,59 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
     // Ready once the spools are open and repaired, even with munin-node still down: the
     // daemon waits for it, and Debian's init script gives up after 15 s.
     signals::sd_notify("READY=1\nSTATUS=reading the plugin lists");
+    let started = Instant::now();
+    let beats: Vec<AtomicU64> = cfgs.iter().map(|_| AtomicU64::new(0)).collect();
     thread::scope(|scope| {
-        let mut nodes = cfgs.iter().zip(roots);
-        let first = nodes.next();
-        for (cfg, root) in nodes {
-            scope.spawn(move || run_node(cfg, root));
+        if let Some(every) = signals::watchdog_interval() {
+            let beats = &beats;
+            scope.spawn(move || watchdog(every, started, beats));
         }
-        if let Some((cfg, root)) = first {
-            run_node(cfg, root);
+        let mut nodes = cfgs.iter().zip(roots).zip(&beats);
+        let first = nodes.next();
+        for ((cfg, root), beat) in nodes {
+            scope.spawn(move || run_node(cfg, root, started, beat));
+        }
+        if let Some(((cfg, root), beat)) = first {
+            run_node(cfg, root, started, beat);
         }
     });
     Ok(())
 }
 
+/// systemd's watchdog (`WatchdogSec`): pings at half the interval while every node's loop
+/// has gone round within that half. A loop stuck for longer goes unpinged, and systemd
+/// restarts the daemon.
+fn watchdog(every: Duration, started: Instant, beats: &[AtomicU64]) {
+    let half = every / 2;
+    let mut next = Instant::now();
+    let mut stuck_said = false;
+    while !signals::terminate_requested() {
+        if Instant::now() >= next {
+            next = Instant::now() + half;
+            let now = millis(started);
+            let limit = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+            let stuck = beats
+                .iter()
+                .filter(|b| now.saturating_sub(b.load(Ordering::Relaxed)) > limit)
+                .count();
+            if stuck == 0 {
+                signals::sd_notify("WATCHDOG=1");
+                stuck_said = false;
+            } else if !std::mem::replace(&mut stuck_said, true) {
+                log_error!("{stuck} node loop(s) stuck: not pinging systemd's watchdog");
+            }
+        }
+        thread::sleep(TICK.min(half));
+    }
+}
+
+/// Milliseconds since `started`.
+fn millis(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Polls one munin-node into `root` (and its virtual nodes' subdirectories).
-fn run_node(cfg: &DaemonConfig, root: NodeSpool) {
+fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &AtomicU64) {
     let (job_tx, job_rx) = channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<Done>();
@@ -237,12 +276,18 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool) {
         relist_soon: false,
         refused: BTreeSet::new(),
         listing: None,
+        started,
+        beat,
     }
     .run()
 }
 
 struct Coordinator<'a> {
     cfg: &'a DaemonConfig,
+    /// When the daemon started, and where this loop says it went round (ms since then),
+    /// for the watchdog.
+    started: Instant,
+    beat: &'a AtomicU64,
     jobs: Sender<Job>,
     done: Receiver<Done>,
     schedule: Schedule,
@@ -272,6 +317,7 @@ impl Coordinator<'_> {
         let mut backoff = Duration::from_secs(1);
         let mut next_cleanup = Instant::now();
         while !signals::terminate_requested() {
+            self.beat.store(millis(self.started), Ordering::Relaxed);
             if signals::take_reload() {
                 log_info!("SIGHUP: reading the plugin list again");
                 next_list = Instant::now();

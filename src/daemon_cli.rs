@@ -23,7 +23,8 @@ pub struct AsyncdOpts {
     #[arg(short = 's', long, visible_alias = "spool", value_name = "DIR")]
     pub spooldir: Option<PathBuf>,
     /// Poll the munin-nodes this file lists, each into its own spool directory, instead
-    /// of --host into --spooldir (see /usr/share/doc for an example).
+    /// of --host into --spooldir (a commented example:
+    /// /usr/share/doc/munin-async-rs/examples/munin-asyncd.conf).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Length of one spool file's interval, in seconds.

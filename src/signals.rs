@@ -37,6 +37,18 @@ pub fn take_reload() -> bool {
     RELOAD.swap(false, Ordering::SeqCst)
 }
 
+/// systemd's watchdog interval (`WatchdogSec`, given as `WATCHDOG_USEC`), when it is meant
+/// for this process.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| std::time::Duration::from_micros(usec))
+}
+
 /// Tells systemd (`Type=notify`) something, when it is listening.
 pub fn sd_notify(state: &str) {
     use std::os::linux::net::SocketAddrExt;

@@ -429,7 +429,11 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
         &spool,
         &log,
         &[],
-        &[("NOTIFY_SOCKET", &notify_path)],
+        &[
+            ("NOTIFY_SOCKET", &notify_path),
+            // WatchdogSec=2
+            ("WATCHDOG_USEC", std::path::Path::new("2000000")),
+        ],
     );
     // Ready although munin-node is down (Debian's init script waits only 15 s), and it says why.
     let mut said = String::new();
@@ -442,8 +446,16 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
         said.push('\n');
     }
     assert!(said.starts_with("READY=1\n"), "{said}");
-    // Down for 4 seconds: the daemon stays up and says so once.
-    thread::sleep(Duration::from_secs(4));
+    // The watchdog is pinged (every second for WatchdogSec=2) while munin-node is down.
+    let start = Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let n = notify.recv(&mut buf).expect("no watchdog ping");
+        pings += usize::from(&buf[..n] == b"WATCHDOG=1");
+    }
+    assert!(pings >= 2, "{pings} watchdog pings in 2.5 s");
+    // Down for 4 seconds in all: the daemon stays up and says so once.
+    thread::sleep(Duration::from_millis(1500));
     let mut daemon = daemon;
     assert!(
         daemon.0.try_wait().unwrap().is_none(),

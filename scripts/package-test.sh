@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Tests the Debian package on this machine, as root: installs it over Debian's munin-async
+# package, checks what it put where, runs the init script, verifies the systemd unit,
+# upgrades it to a newer version, purges it, and puts Debian's package back. It changes
+# the system's packages: the test command runs it after every other test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "package test: $*" >&2; exit 1; }
+check() { local what="$1"; shift; "$@" || fail "$what"; }
+status() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true; }
+debian_package() {
+    apt-get install -y -qq --no-install-recommends munin-async >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends munin-async >/dev/null; }
+}
+
+[ "$(id -u)" = 0 ] || fail "run as root"
+for tool in dpkg apt-get systemd-analyze start-stop-daemon; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (scripts/setup.sh installs it)"
+done
+
+v1="$(bash scripts/package.sh)"
+version="$(dpkg-deb -f "$v1" Version)"
+v2="$(bash scripts/package.sh --bin-dir target/release --version "${version%-*}-2")"
+
+# Debian's package first, as on a host that runs the Perl programs today.
+if [ "$(status munin-async)" != "install ok installed" ]; then
+    debian_package
+fi
+mkdir -p /var/lib/munin-async/.ssh
+echo "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx2 master" > /var/lib/munin-async/.ssh/authorized_keys
+
+echo "install over Debian's munin-async"
+dpkg -i "$v1" >/dev/null
+check "ours is not installed" [ "$(status munin-async-rs)" = "install ok installed" ]
+check "Debian's munin-async is still installed" [ "$(status munin-async)" != "install ok installed" ]
+check "munin-asyncd is not ours" sh -c '/usr/share/munin/munin-asyncd --version | grep -q "^munin-asyncd "'
+check "munin-async is not ours" sh -c '/usr/share/munin/munin-async --version | grep -q "^munin-async "'
+check "no munin-async user" sh -c "getent passwd munin-async >/dev/null"
+check "the spool is not the user's" [ "$(stat -c %U:%a /var/lib/munin-async)" = "munin-async:750" ]
+check "the init script is not ours" grep -q "For hosts without systemd" /etc/init.d/munin-async
+for f in /usr/share/man/man8/munin-async.8.gz /usr/share/man/man8/munin-asyncd.8.gz \
+    /usr/share/bash-completion/completions/munin-asyncd \
+    /usr/share/doc/munin-async-rs/examples/munin-asyncd.conf; do
+    check "$f is missing" [ -s "$f" ]
+done
+check "the example configuration is refused" sh -c \
+    'mkdir -p /tmp/munin-async-pkg && sed "s|/var/lib/munin-async|/tmp/munin-async-pkg|" \
+     /usr/share/doc/munin-async-rs/examples/munin-asyncd.conf > /tmp/munin-async-pkg/conf && \
+     timeout 3 /usr/share/munin/munin-asyncd --config /tmp/munin-async-pkg/conf --screen 2>/dev/null; \
+     [ $? -eq 124 ]'
+rm -rf /tmp/munin-async-pkg
+check "the unit does not verify" systemd-analyze verify /lib/systemd/system/munin-async.service
+check "the unit lost a setting" grep -q '^WatchdogSec=' /lib/systemd/system/munin-async.service
+check "the unit lost a setting" grep -q '^ExecReload=/bin/kill -HUP' /lib/systemd/system/munin-async.service
+
+echo "the init script: start (waits for READY=1), reload, stop"
+check "init script start failed" /etc/init.d/munin-async start
+pid="$(cat /run/munin/munin-asyncd.pid)"
+check "the daemon does not run as munin-async" [ "$(ps -o user= -p "$pid")" = "munin-async" ]
+check "init script reload failed" /etc/init.d/munin-async reload
+sleep 0.5
+check "the daemon died on reload" kill -0 "$pid"
+check "init script stop failed" /etc/init.d/munin-async stop
+for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the daemon is still running after stop"
+check "no SPOOL-META written" [ -s /var/lib/munin-async/SPOOL-META ]
+
+echo "upgrade to a newer version of ours"
+check "no spool lock" [ -f /var/lib/munin-async/munin-asyncd.lock ]
+dpkg -i "$v2" >/dev/null
+check "not upgraded" [ "$(dpkg-query -W -f='${Version}' munin-async-rs)" = "${version%-*}-2" ]
+check "the spool went in the upgrade" [ -s /var/lib/munin-async/SPOOL-META ]
+
+echo "purge"
+dpkg --purge munin-async-rs >/dev/null
+check "ours is still installed" [ -z "$(status munin-async-rs | grep ' installed')" ]
+for f in /usr/share/munin/munin-asyncd /lib/systemd/system/munin-async.service \
+    /etc/init.d/munin-async /var/lib/munin-async/SPOOL-META; do
+    check "$f is left after purge" [ ! -e "$f" ]
+done
+check "the master's key went in the purge" [ -s /var/lib/munin-async/.ssh/authorized_keys ]
+rm -rf /var/lib/munin-async/.ssh
+
+echo "Debian's munin-async back"
+debian_package
+check "Debian's munin-async did not come back" [ "$(status munin-async)" = "install ok installed" ]
+check "Perl's munin-asyncd is not back" sh -c 'head -1 /usr/share/munin/munin-asyncd | grep -q perl'
+echo "package test: all checks passed"
