@@ -26,11 +26,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::app::system_clock;
 use crate::daemon_cli::DaemonConfig;
+use crate::health::{parse_cursor, Dropped, Health, CURSOR_FILE, PLUGIN};
 use crate::log::Quoted;
 use crate::names::sanitise;
 use crate::node::{NodeConn, NodeError};
 use crate::record::is_value_line;
-use crate::schedule::{rate_in_config, Schedule};
+use crate::schedule::{next_slot, rate_in_config, Schedule};
 use crate::signals;
 use crate::spool::Spool;
 use crate::writer::{record_body, SpoolWriter, WriteError};
@@ -278,6 +279,10 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &Atomic
         listing: None,
         started,
         beat,
+        health: Health::default(),
+        // The first after a whole period, so that it has something to say.
+        next_health: system_clock() + cfg.default_rate,
+        last_health: 0,
     }
     .run()
 }
@@ -288,6 +293,11 @@ struct Coordinator<'a> {
     /// for the watchdog.
     started: Instant,
     beat: &'a AtomicU64,
+    /// The daemon's own counters, spooled as the `munin_asyncd` plugin.
+    health: Health,
+    /// When the next health sample is due, and the time of the last.
+    next_health: u64,
+    last_health: u64,
     jobs: Sender<Job>,
     done: Receiver<Done>,
     schedule: Schedule,
@@ -377,6 +387,10 @@ impl Coordinator<'_> {
                     log_error!("all worker threads have stopped");
                     return;
                 }
+            }
+            if now >= self.next_health {
+                self.next_health = next_slot(now, self.cfg.default_rate);
+                self.spool_health(now);
             }
             self.publish(now, false);
             if self.cfg.cleanup && Instant::now() >= next_cleanup {
@@ -551,6 +565,38 @@ impl Coordinator<'_> {
         self.spools[spool].dirty = true;
     }
 
+    /// Spools the daemon's own health (see `health`) into the spool directory itself.
+    fn spool_health(&mut self, now: u64) {
+        let root = &self.spools[0];
+        if now <= self.last_health || now <= root.floor {
+            return;
+        }
+        let mut bytes = 0;
+        let mut lag: Option<u64> = None;
+        for spool in &self.spools {
+            let dir = spool.writer.dir();
+            if let Ok(s) = Spool::open(dir) {
+                for f in s.interval_files().unwrap_or_default() {
+                    bytes += std::fs::symlink_metadata(s.path_of(&f)).map_or(0, |m| m.len());
+                }
+            }
+            let cursor = std::fs::read(dir.join(CURSOR_FILE))
+                .ok()
+                .and_then(|t| parse_cursor(&t));
+            if let Some(c) = cursor {
+                let l = now.saturating_sub(c);
+                lag = Some(lag.map_or(l, |m| m.max(l)));
+            }
+        }
+        let lines = self.health.output(self.cfg.default_rate, bytes, lag);
+        let mut body = Vec::new();
+        record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
+        match root.writer.append(PLUGIN, now, &body) {
+            Ok(()) => self.last_health = now,
+            Err(e) => log_debug!("{PLUGIN}: {e}"),
+        }
+    }
+
     /// The plugins of a list that can be spooled: a name must fit in a file name, and two
     /// names that sanitise alike (`if_eth0.1` and `if_eth0_1`) would share one spool file
     /// and mix their data, so only the first in the list is spooled. Each refusal is
@@ -593,6 +639,17 @@ impl Coordinator<'_> {
     fn finished(&mut self, done: Done) {
         let now = system_clock();
         self.in_flight.remove(&done.id);
+        let dropped = match &done.result {
+            Ok(_) => Some(None),
+            Err(PollError::Node(_)) => Some(Some(Dropped::Node)),
+            Err(PollError::Plugin { .. } | PollError::Unknown) => Some(Some(Dropped::Plugin)),
+            Err(PollError::Write(_)) => Some(Some(Dropped::Disk)),
+            Err(PollError::TooEarly { .. }) => Some(Some(Dropped::Repeat)),
+            Err(PollError::Stopped) => None,
+        };
+        if let Some(dropped) = dropped {
+            self.health.poll(dropped, done.took);
+        }
         let p = &mut self.plugins[done.id];
         p.took = Some(done.took);
         let retry = match &done.result {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod daemon;
 pub mod daemon_cli;
 pub mod fanout;
+pub mod health;
 pub mod inspect;
 pub mod line;
 pub mod log;

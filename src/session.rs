@@ -194,6 +194,8 @@ fn serve_spoolfetch<W: Write>(
         window.until = window.until.min(complete);
     }
     let report = spoolfetch(spool, &files, window, out)?;
+    // The reply went out whole: the master has every sample up to the newest sent.
+    spool.record_cursor(report.newest.map_or(after, |n| n.max(after)));
     log_info!(
         "spoolfetch {after}: sent {} records up to {} (window ends {}), {} damaged parts skipped, {} files unreadable",
         report.records,

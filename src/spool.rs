@@ -172,6 +172,32 @@ impl Spool {
         Ok((file, len.map_err(err)?))
     }
 
+    /// Records that a master has been sent every sample up to `cursor` (for munin-asyncd's
+    /// lag graph). Best effort: a read-only spool is no error.
+    pub fn record_cursor(&self, cursor: u64) {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(crate::health::CURSOR_FILE);
+        let tmp = self.dir.join(format!(
+            ".{}.{}",
+            crate::health::CURSOR_FILE,
+            std::process::id()
+        ));
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut f| writeln!(f, "{cursor}"))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            crate::log_debug!("{}: {e}", path.display());
+        }
+    }
+
     /// Streams the records of one interval file into `sink`.
     pub fn scan_file<S: RecordSink>(
         &self,

@@ -155,7 +155,7 @@ pub(crate) fn rrdtool(args: &[&str]) -> String {
 }
 
 /// rrdtool lastupdate: (time, value).
-fn last_update(rrd: &Path) -> (u64, f64) {
+pub(crate) fn last_update(rrd: &Path) -> (u64, f64) {
     assert!(rrd.exists(), "{} was not created", rrd.display());
     let text = rrdtool(&["lastupdate", rrd.to_str().unwrap()]);
     let line = text.lines().last().unwrap();

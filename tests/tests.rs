@@ -8,6 +8,7 @@ mod daemon;
 mod differential;
 mod generated;
 mod harness;
+mod health;
 mod load;
 mod master;
 mod node_faults;

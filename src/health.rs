@@ -1,0 +1,192 @@
+//! munin-asyncd's own health, spooled as a multigraph plugin, `munin_asyncd`, beside the
+//! node's plugins, so the master graphs it with no extra setup.
+//!
+//! Graphs (all per munin-node polled):
+//! - `munin_asyncd_polls`: polls that gave a sample, and polls that failed (per minute);
+//! - `munin_asyncd_latency`: the average and longest poll over the last period (seconds);
+//! - `munin_asyncd_samples`: samples written, and samples dropped by reason (per minute):
+//!   munin-node did not answer (`node`), the plugin failed (`plugin`), the spool could not
+//!   be written (`disk`), the plugin already had a sample that second (`repeat`);
+//! - `munin_asyncd_spool`: the spool's bytes;
+//! - `munin_asyncd_lag`: seconds since the newest sample a master has fetched, from the
+//!   cursor munin-async records at each spoolfetch ([`CURSOR_FILE`]).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The plugin's name in the spool.
+pub const PLUGIN: &str = "munin_asyncd";
+
+/// Where munin-async records, after each `spoolfetch`, the time of the newest sample sent
+/// (or the master's cursor when nothing newer was there), for the lag graph. One decimal
+/// number and a newline.
+pub const CURSOR_FILE: &str = "munin-async.cursor";
+
+/// Why a sample was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// munin-node did not answer, or not in time, or not in the protocol.
+    Node,
+    /// The plugin failed (`# Bad exit`, no values).
+    Plugin,
+    /// The spool could not be written (a full disk, say).
+    Disk,
+    /// The plugin already had a sample at that second.
+    Repeat,
+}
+
+/// The counters of one munin-node's polls. Counts only grow (the graphs derive rates);
+/// latencies are over the period since the last record.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    written: u64,
+    failed: u64,
+    dropped: [u64; 4],
+    latency_sum: Duration,
+    latency_max: Duration,
+    latency_n: u64,
+}
+
+impl Health {
+    /// A poll ended, with a sample written or dropped for a reason, after `took`.
+    pub fn poll(&mut self, dropped: Option<Dropped>, took: Duration) {
+        match dropped {
+            None => self.written += 1,
+            Some(why) => {
+                self.failed += 1;
+                self.dropped[why as usize] += 1;
+            }
+        }
+        self.latency_sum += took;
+        self.latency_max = self.latency_max.max(took);
+        self.latency_n += 1;
+    }
+
+    /// The plugin's output for one sample: config and values of each graph. `rate` is the
+    /// `update_rate`, `spool_bytes` the spool's size, `lag` the seconds since the master's
+    /// cursor (None when no master has fetched yet). Starts the next latency period.
+    pub fn output(&mut self, rate: u64, spool_bytes: u64, lag: Option<u64>) -> Vec<String> {
+        let secs = |d: Duration| format!("{:.3}", d.as_secs_f64());
+        let avg = if self.latency_n == 0 {
+            "U".to_string()
+        } else {
+            secs(self.latency_sum / u32::try_from(self.latency_n).unwrap_or(u32::MAX))
+        };
+        let max = if self.latency_n == 0 {
+            "U".to_string()
+        } else {
+            secs(self.latency_max)
+        };
+        let mut out = String::new();
+        let graph = |out: &mut String, name: &str, title: &str, vlabel: &str, extra: &str| {
+            let _ = write!(
+                out,
+                "multigraph {PLUGIN}_{name}\nupdate_rate {rate}\ngraph_title munin-asyncd: {title}\n\
+                 graph_category munin\ngraph_vlabel {vlabel}\n{extra}"
+            );
+        };
+        let counter = |out: &mut String, field: &str, label: &str, value: u64| {
+            let _ = write!(
+                out,
+                "{field}.label {label}\n{field}.type DERIVE\n{field}.min 0\n{field}.value {value}\n"
+            );
+        };
+        graph(
+            &mut out,
+            "polls",
+            "polls",
+            "polls per ${graph_period}",
+            "graph_period minute\n",
+        );
+        counter(&mut out, "ok", "gave a sample", self.written);
+        counter(&mut out, "failed", "failed", self.failed);
+        graph(&mut out, "latency", "poll latency", "seconds", "");
+        let _ = write!(
+            out,
+            "avg.label average\navg.value {avg}\nmax.label longest\nmax.value {max}\n"
+        );
+        graph(
+            &mut out,
+            "samples",
+            "samples written and dropped",
+            "samples per ${graph_period}",
+            "graph_period minute\n",
+        );
+        counter(&mut out, "written", "written", self.written);
+        for (field, label, why) in [
+            ("node", "dropped: munin-node did not answer", Dropped::Node),
+            ("plugin", "dropped: the plugin failed", Dropped::Plugin),
+            (
+                "disk",
+                "dropped: the spool could not be written",
+                Dropped::Disk,
+            ),
+            (
+                "repeat",
+                "dropped: a sample that second already",
+                Dropped::Repeat,
+            ),
+        ] {
+            counter(&mut out, field, label, self.dropped[why as usize]);
+        }
+        graph(
+            &mut out,
+            "spool",
+            "spool size",
+            "bytes",
+            "graph_args --base 1024 -l 0\n",
+        );
+        let _ = writeln!(out, "bytes.label spool files\nbytes.value {spool_bytes}");
+        graph(
+            &mut out,
+            "lag",
+            "age of the newest sample a master has fetched",
+            "seconds",
+            "graph_args -l 0\n",
+        );
+        let _ = writeln!(
+            out,
+            "lag.label seconds since\nlag.info Seconds since the newest sample a master has \
+             fetched; grows while no master fetches.\nlag.value {}",
+            lag.map_or("U".to_string(), |l| l.to_string())
+        );
+        self.latency_sum = Duration::ZERO;
+        self.latency_max = Duration::ZERO;
+        self.latency_n = 0;
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+/// Parses the cursor file's content.
+pub fn parse_cursor(text: &[u8]) -> Option<u64> {
+    crate::names::parse_decimal(text.trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_latencies() {
+        let mut h = Health::default();
+        h.poll(None, Duration::from_millis(100));
+        h.poll(None, Duration::from_millis(300));
+        h.poll(Some(Dropped::Plugin), Duration::from_millis(50));
+        h.poll(Some(Dropped::Disk), Duration::from_millis(50));
+        let out = h.output(300, 4096, Some(42));
+        let has = |l: &str| out.iter().any(|x| x == l);
+        assert!(has("multigraph munin_asyncd_polls"));
+        assert!(has("ok.value 2") && has("failed.value 2"));
+        assert!(has("avg.value 0.125") && has("max.value 0.300"));
+        assert!(has("written.value 2") && has("plugin.value 1") && has("disk.value 1"));
+        assert!(has("node.value 0") && has("repeat.value 0"));
+        assert!(has("bytes.value 4096") && has("lag.value 42"));
+        assert_eq!(out.iter().filter(|l| *l == "update_rate 300").count(), 5);
+        // Counters go on; latencies start again.
+        let out = h.output(300, 0, None);
+        assert!(out.iter().any(|l| l == "ok.value 2"));
+        assert!(out.iter().any(|l| l == "avg.value U") && out.iter().any(|l| l == "lag.value U"));
+        assert_eq!(parse_cursor(b"1795558613\n"), Some(1_795_558_613));
+        assert_eq!(parse_cursor(b"x"), None);
+    }
+}
