@@ -176,20 +176,13 @@ impl Spool {
     /// lag graph). Best effort: a read-only spool is no error.
     pub fn record_cursor(&self, cursor: u64) {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(crate::health::CURSOR_FILE);
         let tmp = self.dir.join(format!(
             ".{}.{}",
             crate::health::CURSOR_FILE,
             std::process::id()
         ));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
+        let written = create_private(&tmp)
             .and_then(|mut f| writeln!(f, "{cursor}"))
             .and_then(|()| fs::rename(&tmp, &path));
         if let Err(e) = written {
@@ -224,4 +217,16 @@ impl Spool {
         scanner.finish(sink).map_err(ScanError::Sink)?;
         Ok(scanner.stats())
     }
+}
+/// Creates (or empties) a file for the spool's owner and group only (0640), never through
+/// a symlink.
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }

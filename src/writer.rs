@@ -231,14 +231,7 @@ impl SpoolWriter {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let err = io_at(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(&err)?;
+        let mut f = crate::spool::create_private(&tmp).map_err(&err)?;
         f.write_all(content).map_err(&err)?;
         if self.durability == Durability::Record {
             f.sync_data().map_err(&err)?;

@@ -70,10 +70,7 @@ fn damaged_records_are_skipped_counted_and_logged_and_the_daemon_goes_on() {
         .iter()
         .map(|n| (n.to_string(), one_second_plugin(n, "0")))
         .collect();
-    let refs: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_str()))
-        .collect();
+    let refs = plugin_refs(&plugins);
     let node = PrivateNode::start(&refs);
     let work = tempdir();
     let spool = work.path().join("spool");

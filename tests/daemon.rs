@@ -178,30 +178,9 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
 
     // Debian's munin-update ingests it; each sample's own time gives the true DERIVE rate.
     require(MUNIN_UPDATE, "munin");
-    let bin = work.path().join("bin");
-    fs::create_dir(&bin).unwrap();
-    fs::copy(our_async(), bin.join("munin-async")).unwrap();
-    crate::master::master_dirs(work.path());
     // It reads the copy: through the live spool's watermark, held back by the slow plugin
     // in flight at the stop, too few fast samples would be served to compute rates.
-    // Deployed, the daemon and munin-async run as one user; here munin-update runs
-    // munin-async as munin, so the spool is handed to munin.
-    assert!(Command::new("chown")
-        .args(["-R", "munin:"])
-        .arg(&copy)
-        .status()
-        .unwrap()
-        .success());
-    let out = crate::master::munin_update_in(
-        work.path(),
-        "",
-        &format!(
-            "cmd://{} --spooldir {} --spoolfetch",
-            bin.join("munin-async").display(),
-            copy.display()
-        ),
-    );
-    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    crate::master::ingest_spool(work.path(), &copy);
     let rrd = work.path().join("db/e2e/node1-fast-x-d.rrd");
     assert!(rrd.exists(), "no RRD for the fast plugin");
     let last = *fast.last().unwrap();
@@ -332,10 +311,7 @@ fn a_reader_moving_its_cursor_like_the_master_gets_every_sample_exactly_once() {
         .enumerate()
         .map(|(i, d)| (format!("p{i}"), one_second_plugin(&format!("p{i}"), d)))
         .collect();
-    let refs: Vec<(&str, &str)> = scripts
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_str()))
-        .collect();
+    let refs = plugin_refs(&scripts);
     let node = PrivateNode::start(&refs);
     let work = tempdir();
     let spool = work.path().join("spool");

@@ -386,3 +386,11 @@ pub fn fake_basics(line: &str) -> Vec<Act> {
         _ => vec![Act::Send(b"# Unknown command\n".to_vec())],
     }
 }
+
+/// Named plugin scripts as `PrivateNode::start` takes them.
+pub fn plugin_refs(plugins: &[(String, String)]) -> Vec<(&str, &str)> {
+    plugins
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_str()))
+        .collect()
+}

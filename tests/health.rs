@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
 use crate::daemon::{simple_plugin, start_daemon, stop};
 use crate::harness::*;
-use crate::master::{last_update, master_dirs, munin_update_in};
+use crate::master::{ingest_spool, last_update};
 
 /// A plugin munin-node runs and that fails: munin-node answers `# Bad exit`.
 const BROKEN: &str = "#!/bin/sh\nexit 1\n";
@@ -78,26 +77,7 @@ fn the_daemons_own_health_is_spooled_and_graphed_by_munin_update() {
     assert!((0.0..30.0).contains(&lag), "{h:?}");
 
     // Debian's munin-update takes it in like any plugin.
-    let bin = work.path().join("bin");
-    fs::create_dir(&bin).unwrap();
-    fs::copy(our_async(), bin.join("munin-async")).unwrap();
-    master_dirs(work.path());
-    assert!(Command::new("chown")
-        .args(["-R", "munin:"])
-        .arg(&spool)
-        .status()
-        .unwrap()
-        .success());
-    let out = munin_update_in(
-        work.path(),
-        "",
-        &format!(
-            "cmd://{} --spooldir {} --spoolfetch",
-            bin.join("munin-async").display(),
-            spool.display()
-        ),
-    );
-    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    ingest_spool(work.path(), &spool);
     let db = work.path().join("db/e2e");
     for rrd in [
         "node1-munin_asyncd_polls-ok-d.rrd",

@@ -135,6 +135,33 @@ pub(crate) fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output
     )
 }
 
+/// Hands `spool` to the munin user and has Debian's munin-update ingest it through our
+/// munin-async over `cmd://`, with its directories in `dir`; RRDs land in `dir/db/e2e`.
+pub(crate) fn ingest_spool(dir: &Path, spool: &Path) {
+    let bin = dir.join("bin");
+    fs::create_dir(&bin).unwrap();
+    fs::copy(our_async(), bin.join("munin-async")).unwrap();
+    master_dirs(dir);
+    // Deployed, the daemon and munin-async run as one user; here munin-update runs
+    // munin-async as munin.
+    assert!(Command::new("chown")
+        .args(["-R", "munin:"])
+        .arg(spool)
+        .status()
+        .unwrap()
+        .success());
+    let out = munin_update_in(
+        dir,
+        "",
+        &format!(
+            "cmd://{} --spooldir {} --spoolfetch",
+            bin.join("munin-async").display(),
+            spool.display()
+        ),
+    );
+    assert!(out.status.success(), "munin-update: {}", out.stderr());
+}
+
 /// The values of `rrdtool fetch` output, NaN rows left out.
 pub(crate) fn fetched_values(text: &str) -> Vec<f64> {
     text.lines()

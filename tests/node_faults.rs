@@ -55,10 +55,10 @@ fn wait_for_samples(spool: &std::path::Path, plugins: &[&str], t: u64, log: &std
 #[test]
 fn munin_node_down_for_over_a_minute_then_back_is_recovered_without_help() {
     let scripts = [
-        ("a", one_second_plugin("a", "0")),
-        ("b", one_second_plugin("b", "0.2")),
+        ("a".to_string(), one_second_plugin("a", "0")),
+        ("b".to_string(), one_second_plugin("b", "0.2")),
     ];
-    let refs: Vec<(&str, &str)> = scripts.iter().map(|(n, s)| (*n, s.as_str())).collect();
+    let refs = plugin_refs(&scripts);
     let port = free_port();
     let node = PrivateNode::start_on(port, &refs);
     let work = tempdir();

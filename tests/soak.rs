@@ -53,10 +53,7 @@ fn soak_every_sample_taken_reaches_a_master_like_reader_exactly_once() {
         .iter()
         .map(|(n, r)| (n.to_string(), counting_plugin(n, *r, &state)))
         .collect();
-    let refs: Vec<(&str, &str)> = plugins
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_str()))
-        .collect();
+    let refs = plugin_refs(&plugins);
     let conf = [("root", "[*]\nuser root\n")];
     let port = free_port();
     let mut node = Some(PrivateNode::start_with(port, &refs, &conf));
