@@ -599,10 +599,12 @@ impl Coordinator<'_> {
 
     /// The plugins of a list that can be spooled: a name must fit in a file name, and two
     /// names that sanitise alike (`if_eth0.1` and `if_eth0_1`) would share one spool file
-    /// and mix their data, so only the first in the list is spooled. Each refusal is
-    /// logged once.
+    /// and mix their data, so only the first in the list is spooled (and none that would
+    /// take the daemon's own `munin_asyncd`). Each refusal is logged once.
     fn spoolable(&mut self, spool: usize, list: &[String]) -> Vec<String> {
-        let mut files: BTreeMap<String, &String> = BTreeMap::new();
+        // The daemon's own plugin has its file too.
+        let own = PLUGIN.to_string();
+        let mut files: BTreeMap<String, &String> = BTreeMap::from([(own.clone(), &own)]);
         let mut ok = Vec::with_capacity(list.len());
         for name in list {
             let why = if name.is_empty() || name.len() > MAX_PLUGIN_NAME {

@@ -67,7 +67,7 @@ fn sigterm(mut d: Running) {
 #[test]
 fn names_from_a_node_never_leave_the_spool_nor_mix_two_plugins() {
     let long = "L".repeat(10_000);
-    let list = format!("../evil a/b x\u{1}y if_eth0.1 if_eth0_1 .. {long} mg\n");
+    let list = format!("../evil a/b x\u{1}y if_eth0.1 if_eth0_1 .. {long} mg munin_asyncd\n");
     let port = fake_node(move |line| {
         let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
         match line {
@@ -147,6 +147,13 @@ fn names_from_a_node_never_leave_the_spool_nor_mix_two_plugins() {
     }
     assert_eq!(
         log.matches("10000 bytes is not spooled").count(),
+        1,
+        "{log}"
+    );
+    // The daemon's own health plugin keeps its file.
+    assert_eq!(
+        log.matches("plugin \"munin_asyncd\" is not spooled")
+            .count(),
         1,
         "{log}"
     );
