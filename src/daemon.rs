@@ -256,17 +256,22 @@ fn millis(started: Instant) -> u64 {
 /// Polls one munin-node into `root` (and its virtual nodes' subdirectories).
 fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &AtomicU64) {
     let (job_tx, job_rx) = channel::<Job>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<Done>();
+    let mut pool = Pool {
+        cfg: cfg.clone(),
+        jobs: Arc::new(Mutex::new(job_rx)),
+        done: done_tx,
+        workers: Vec::new(),
+        started,
+    };
     for _ in 0..cfg.connections {
-        let (jobs, done, cfg) = (job_rx.clone(), done_tx.clone(), cfg.clone());
-        thread::spawn(move || worker(&cfg, &jobs, &done));
+        pool.spawn(None);
     }
-    drop(done_tx);
     Coordinator {
         cfg,
         jobs: job_tx,
         done: done_rx,
+        pool,
         schedule: Schedule::new(),
         plugins: Vec::new(),
         by_name: BTreeMap::new(),
@@ -287,8 +292,71 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &Atomic
     .run()
 }
 
+/// A request running this long holds its connection as if hung: when every connection is
+/// held so and polls wait, more are opened (see `Pool::grow`).
+const STUCK: Duration = Duration::from_secs(3);
+/// An extra connection idle this long is closed.
+const EXTRA_IDLE: Duration = Duration::from_secs(60);
+/// A worker's busy mark: idle.
+const IDLE: u64 = 0;
+/// A worker's busy mark: it has ended.
+const GONE: u64 = u64::MAX;
+
+/// The workers of one munin-node, each with its connection. `--connections` of them
+/// always; while every one is held by a request running past `STUCK` and polls wait,
+/// extra ones, up to four times as many, each closed after `EXTRA_IDLE` without work. So
+/// plugins that hang hold up the others for `STUCK` at most, not `--request-timeout`.
+struct Pool {
+    cfg: DaemonConfig,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    done: Sender<Done>,
+    /// Per worker: since when it is busy (ms since `started`, plus 1), or IDLE, or GONE.
+    workers: Vec<Arc<AtomicU64>>,
+    started: Instant,
+}
+
+impl Pool {
+    fn spawn(&mut self, idle_exit: Option<Duration>) {
+        let busy = Arc::new(AtomicU64::new(IDLE));
+        self.workers.push(busy.clone());
+        let (jobs, done, cfg, started) = (
+            self.jobs.clone(),
+            self.done.clone(),
+            self.cfg.clone(),
+            self.started,
+        );
+        thread::spawn(move || {
+            worker(&cfg, &jobs, &done, &busy, started, idle_exit);
+            busy.store(GONE, Ordering::Relaxed);
+        });
+    }
+
+    /// Opens more connections when every one is held past `STUCK` while `waiting` polls
+    /// wait for one; returns how many it opened.
+    fn grow(&mut self, waiting: usize) -> usize {
+        self.workers.retain(|b| b.load(Ordering::Relaxed) != GONE);
+        let now = millis(self.started) + 1;
+        let stuck = u64::try_from(STUCK.as_millis()).unwrap_or(u64::MAX);
+        let all_stuck = self.workers.iter().all(|b| {
+            let since = b.load(Ordering::Relaxed);
+            since != IDLE && now.saturating_sub(since) > stuck
+        });
+        if !all_stuck || waiting == 0 {
+            return 0;
+        }
+        let room = (self.cfg.connections * 4).saturating_sub(self.workers.len());
+        let more = waiting.min(room);
+        for _ in 0..more {
+            self.spawn(Some(EXTRA_IDLE));
+        }
+        more
+    }
+}
+
 struct Coordinator<'a> {
     cfg: &'a DaemonConfig,
+    /// The workers.
+    pool: Pool,
     /// When the daemon started, and where this loop says it went round (ms since then),
     /// for the watchdog.
     started: Instant,
@@ -387,6 +455,16 @@ impl Coordinator<'_> {
                     log_error!("all worker threads have stopped");
                     return;
                 }
+            }
+            let waiting = self.in_flight.len().saturating_sub(self.pool.workers.len());
+            let opened = self.pool.grow(waiting);
+            if opened > 0 {
+                log_warn!(
+                    "every connection to munin-node is held by a request running over {} s \
+                     (a hung plugin?) and {waiting} poll(s) wait: {opened} more opened, {} in all",
+                    STUCK.as_secs(),
+                    self.pool.workers.len()
+                );
             }
             if now >= self.next_health {
                 self.next_health = next_slot(now, self.cfg.default_rate);
@@ -835,16 +913,27 @@ fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Durati
 }
 
 /// A worker: takes jobs, keeps one connection to munin-node, spools what it gets.
-fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) {
+fn worker(
+    cfg: &DaemonConfig,
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<Done>,
+    busy: &AtomicU64,
+    started_at: Instant,
+    idle_exit: Option<Duration>,
+) {
     let mut conn: Option<NodeConn> = None;
     loop {
         let job = match jobs.lock() {
-            Ok(rx) => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            Ok(rx) => match idle_exit {
+                None => rx.recv().ok(),
+                Some(idle) => rx.recv_timeout(idle).ok(),
             },
-            Err(_) => return,
+            Err(_) => None,
         };
+        let Some(job) = job else {
+            return;
+        };
+        busy.store(millis(started_at) + 1, Ordering::Relaxed);
         let started = Instant::now();
         let result = if signals::terminate_requested() {
             Err(PollError::Stopped)
@@ -863,6 +952,7 @@ fn worker(cfg: &DaemonConfig, jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>) 
             // over from before a restart: start afresh next time.
             conn = None;
         }
+        busy.store(IDLE, Ordering::Relaxed);
         let report = Done {
             id: job.id,
             slot: job.slot,

@@ -553,6 +553,62 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
 }
 
 #[test]
+fn more_hung_plugins_than_connections_hold_up_the_others_for_seconds_only() {
+    // Five plugins that stop in mid-reply for 30 s, two connections, and a good plugin
+    // that comes last in the first round.
+    let port = fake_node(|line| {
+        let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
+        match line {
+            "nodes" => send(b"fake.example\n.\n"),
+            l if l.starts_with("list") => send(b"hang1 hang2 hang3 hang4 hang5 zgood\n"),
+            "config zgood" => send(b"graph_title Good\nupdate_rate 1\nv.label v\n.\n"),
+            "fetch zgood" => send(b"v.value 1\n.\n"),
+            l if l.starts_with("config hang") => vec![
+                Act::Send(b"graph_title Hang\n".to_vec()),
+                Act::Sleep(Duration::from_secs(30)),
+                Act::Close,
+            ],
+            other => fake_basics(other),
+        }
+    });
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let daemon = start_daemon(
+        &format!("127.0.0.1:{port}"),
+        &spool,
+        &log,
+        &["--connections", "2", "--request-timeout", "25"],
+    );
+    thread::sleep(Duration::from_secs(12));
+    stop(daemon);
+    let log = fs::read_to_string(&log).unwrap();
+    // Read past complete_until, which the hung requests hold back until they time out.
+    let copy = copy_without_watermark(&spool, &work.path().join("copy"));
+    let reply = ours(&copy, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    let times = value_times(&reply);
+    let good = times
+        .get(&("zgood".to_string(), "v".to_string()))
+        .unwrap_or_else(|| panic!("zgood never spooled\n{log}"));
+    // Held up for the 3 s after which a connection counts as hung, then on every slot.
+    assert!(
+        good[0] <= start + 5,
+        "first sample at +{} s\n{log}",
+        good[0] - start
+    );
+    assert!(
+        good.windows(2).all(|w| w[1] - w[0] == 1),
+        "zgood missed slots: {good:?}\n{log}"
+    );
+    assert!(good.len() >= 6, "{good:?}\n{log}");
+    assert!(log.contains("4 more opened, 6 in all"), "{log}");
+}
+
+#[test]
 fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
     // Accepts connections and says nothing, ever (a hung munin-node).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
