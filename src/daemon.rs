@@ -28,7 +28,8 @@ use crate::app::system_clock;
 use crate::daemon_cli::DaemonConfig;
 use crate::health::{parse_cursor, Dropped, Health, CURSOR_FILE, PLUGIN};
 use crate::log::Quoted;
-use crate::names::sanitise;
+use crate::meta::SpoolMeta;
+use crate::names::{parse_decimal, sanitise};
 use crate::node::{NodeConn, NodeError};
 use crate::record::is_value_line;
 use crate::schedule::{next_slot, rate_in_config, Schedule};
@@ -143,6 +144,9 @@ struct NodeSpool {
     newest: BTreeMap<String, u64>,
     /// The complete_until found when the spool was opened: samples must be later.
     floor: u64,
+    /// SPOOL-META as the spool was opened: how long each plugin's polls took before a
+    /// restart (`poll_ms/<plugin>`), so the first round after it goes longest first too.
+    before: SpoolMeta,
     /// SPOOL-META needs writing.
     dirty: bool,
     /// The complete_until SPOOL-META says.
@@ -175,9 +179,9 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
     // A master may have read up to the complete_until published before: no sample may be
     // taken at or before it now, or the master's cursor would already be past it. (Not
     // beyond the present: a clock that went back, or a damaged value, must not stop us.)
-    let floor = Spool::open(dir)
-        .ok()
-        .and_then(|s| s.meta().ok())
+    let before = Spool::open(dir).ok().and_then(|s| s.meta().ok());
+    let floor = before
+        .as_ref()
         .and_then(|m| m.complete_until())
         .map_or(0, |t| t.min(system_clock()));
     Ok(NodeSpool {
@@ -186,6 +190,7 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
         hostname: node.to_string(),
         newest: repaired.newest,
         floor,
+        before: before.unwrap_or_default(),
         dirty: true,
         said: None,
         meta_failing: false,
@@ -622,7 +627,11 @@ impl Coordinator<'_> {
                             .newest
                             .get(&sanitise(name.as_bytes()))
                             .copied(),
-                        took: None,
+                        took: self.spools[spool]
+                            .before
+                            .get(&format!("poll_ms/{name}"))
+                            .and_then(|v| parse_decimal(v.trim_ascii()))
+                            .map(Duration::from_millis),
                     });
                     self.by_name.insert((spool, name.clone()), id);
                     log_debug!("new plugin {name}");
@@ -831,6 +840,9 @@ impl Coordinator<'_> {
             ];
             for (_, p) in mine.filter(|(_, p)| p.listed) {
                 pairs.push((format!("plugin_rates/{}", p.name), p.rate.to_string()));
+                if let Some(took) = p.took {
+                    pairs.push((format!("poll_ms/{}", p.name), took.as_millis().to_string()));
+                }
                 if let Some(t) = p.last {
                     pairs.push((
                         format!("last-timestamp.{}", sanitise(p.name.as_bytes())),

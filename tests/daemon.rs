@@ -553,6 +553,79 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
 }
 
 #[test]
+fn after_a_restart_the_plugins_that_took_longest_still_go_first() {
+    let port = fake_node(|line| {
+        let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
+        match line {
+            "nodes" => send(b"fake.example\n.\n"),
+            l if l.starts_with("list") => send(b"a1 a2 slow\n"),
+            l if l.starts_with("config ") => send(b"graph_title T\nv.label v\n.\n"),
+            "fetch slow" => vec![
+                Act::Sleep(Duration::from_secs(2)),
+                Act::Send(b"v.value 1\n.\n".to_vec()),
+            ],
+            l if l.starts_with("fetch ") => send(b"v.value 1\n.\n"),
+            other => fake_basics(other),
+        }
+    });
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    // One connection: the polls of a round run one after the other, in dispatch order.
+    let round = |copy: &str, after: u64| {
+        let d = start_daemon(
+            &format!("127.0.0.1:{port}"),
+            &spool,
+            &log,
+            &["--connections", "1"],
+        );
+        let start = Instant::now();
+        let meta = || fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
+        while ["a1", "a2", "slow"].iter().any(|p| {
+            let key = format!("last-timestamp.{p}:");
+            meta()
+                .lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_none_or(|t| t <= after)
+        }) {
+            assert!(start.elapsed() < Duration::from_secs(20));
+            thread::sleep(Duration::from_millis(100));
+        }
+        stop(d);
+        let reply = ours(
+            &copy_without_watermark(&spool, &work.path().join(copy)),
+            &["--spoolfetch"],
+            "spoolfetch 0\n",
+        )
+        .stdout();
+        value_times(&reply)
+    };
+    let newest = |t: &BTreeMap<(String, String), Vec<u64>>, p: &str| {
+        *t[&(p.to_string(), "v".to_string())].last().unwrap()
+    };
+    // The first start knows nothing: name order, slow last.
+    let first = round("copy1", 0);
+    assert!(newest(&first, "a2") <= newest(&first, "slow"), "{first:?}");
+    let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap();
+    let ms: u64 = meta
+        .lines()
+        .find_map(|l| l.strip_prefix("poll_ms/slow:"))
+        .unwrap_or_else(|| panic!("{meta}"))
+        .parse()
+        .unwrap();
+    assert!((2000..5000).contains(&ms), "{meta}");
+    thread::sleep(Duration::from_millis(1100));
+    // After the restart, slow goes first and the others wait for it.
+    let second = round("copy2", newest(&first, "slow"));
+    assert!(
+        newest(&second, "a1") >= newest(&second, "slow") + 1,
+        "{second:?}\n{}",
+        fs::read_to_string(&log).unwrap()
+    );
+}
+
+#[test]
 fn more_hung_plugins_than_connections_hold_up_the_others_for_seconds_only() {
     // Five plugins that stop in mid-reply for 30 s, two connections, and a good plugin
     // that comes last in the first round.
