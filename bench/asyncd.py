@@ -11,6 +11,8 @@ Starts a private munin-node on 127.0.0.1 with the plugins Debian configured in
     Ours dispatches the plugins that took longest first from the second round on;
   - CPU time of the daemon process (user + system) at that point;
   - idle RSS: VmRSS once the round is over and the daemon sleeps.
+It also measures the floor: the slowest plugin's config and fetch, asked one after the
+other over a connection of its own; no round can be shorter.
 munin-node's own work (running the plugins) is the same for both and not counted.
 
 Usage: bench/asyncd.py [--runs N] [--ours PATH]   (as root)
@@ -143,6 +145,38 @@ def one_round(argv, spool, perl, rate):
             p.wait()
 
 
+def slowest_plugin(port):
+    """The plugin whose config and fetch take longest over one connection to munin-node:
+    no round can be shorter. Returns (name, seconds)."""
+    sock = socket.create_connection(("127.0.0.1", port), 10)
+    f = sock.makefile("rwb")
+    f.readline()
+
+    def ask(cmd):
+        f.write(cmd.encode() + b"\n")
+        f.flush()
+        lines = []
+        while True:
+            line = f.readline()
+            if not line or line.startswith(b"."):
+                return lines
+            lines.append(line)
+
+    f.write(b"list\n")
+    f.flush()
+    plugins = f.readline().decode().split()
+    worst = ("", 0.0)
+    for p in plugins:
+        t = time.time()
+        ask(f"config {p}")
+        ask(f"fetch {p}")
+        worst = max(worst, (p, time.time() - t), key=lambda w: w[1])
+    f.write(b"quit\n")
+    f.flush()
+    sock.close()
+    return worst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -155,6 +189,7 @@ def main():
     work = tempfile.mkdtemp(prefix="munin-asyncd-bench.")
     node, port = start_node(work)
     results = {"ours": [], "perl": []}
+    floors = []
     try:
         for i in range(a.runs):
             for name in ("perl", "ours"):
@@ -167,6 +202,7 @@ def main():
                     argv = [a.ours, "--host", f"127.0.0.1:{port}", "--spooldir", spool, "--nocleanup", "--durability", "record",
                             "--update-rate", str(a.rate)]
                 results[name].append(one_round(argv, spool, name == "perl", a.rate))
+            floors.append(slowest_plugin(port))
     finally:
         node.terminate()
         node.wait()
@@ -185,6 +221,9 @@ def main():
     print(f"1st round vs Perl: {wall:5.2f}  (nothing known yet about the plugins)")
     print(f"2nd round vs Perl: {wall2:5.2f}  (target <= 0.25)  {ok(wall2 <= 0.25)}")
     print(f"idle RSS:          {rss:5.1f} MiB (target < 5 MiB) {ok(rss < 5)}")
+    slow = statistics.median(f[1] for f in floors)
+    print(f"floor: {floors[0][0]} alone takes {slow * 1000:.0f} ms (config + fetch, median): "
+          f"{slow / med['perl'][3]:.2f} of Perl's round; ours is {med['ours'][3] / slow:.2f}x that")
 
 
 if __name__ == "__main__":
