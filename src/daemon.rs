@@ -336,10 +336,11 @@ impl Pool {
         });
     }
 
-    /// Opens more connections when every one is held past `STUCK` while `waiting` polls
-    /// wait for one; returns how many it opened.
-    fn grow(&mut self, waiting: usize) -> usize {
+    /// Opens more connections when every one is held past `STUCK` while some of the
+    /// `in_flight` polls wait for one; returns how many it opened and how many waited.
+    fn grow(&mut self, in_flight: usize) -> (usize, usize) {
         self.workers.retain(|b| b.load(Ordering::Relaxed) != GONE);
+        let waiting = in_flight.saturating_sub(self.workers.len());
         let now = millis(self.started) + 1;
         let stuck = u64::try_from(STUCK.as_millis()).unwrap_or(u64::MAX);
         let all_stuck = self.workers.iter().all(|b| {
@@ -347,14 +348,14 @@ impl Pool {
             since != IDLE && now.saturating_sub(since) > stuck
         });
         if !all_stuck || waiting == 0 {
-            return 0;
+            return (0, waiting);
         }
         let room = (self.cfg.connections * 4).saturating_sub(self.workers.len());
         let more = waiting.min(room);
         for _ in 0..more {
             self.spawn(Some(EXTRA_IDLE));
         }
-        more
+        (more, waiting)
     }
 }
 
@@ -461,8 +462,7 @@ impl Coordinator<'_> {
                     return;
                 }
             }
-            let waiting = self.in_flight.len().saturating_sub(self.pool.workers.len());
-            let opened = self.pool.grow(waiting);
+            let (opened, waiting) = self.pool.grow(self.in_flight.len());
             if opened > 0 {
                 log_warn!(
                     "every connection to munin-node is held by a request running over {} s \
