@@ -664,7 +664,7 @@ impl Coordinator<'_> {
             let dir = spool.writer.dir();
             if let Ok(s) = Spool::open(dir) {
                 for f in s.interval_files().unwrap_or_default() {
-                    bytes += std::fs::symlink_metadata(s.path_of(&f)).map_or(0, |m| m.len());
+                    bytes += s.size_of(&f);
                 }
             }
             let cursor = std::fs::read(dir.join(CURSOR_FILE))
@@ -876,42 +876,49 @@ impl Coordinator<'_> {
     fn cleanup(&self, now: u64) {
         let max_age = self.cfg.interval.saturating_mul(self.cfg.retain);
         for spool in &self.spools {
-            match Spool::open(spool.writer.dir()).map(|s| crate::cleanup::cleanup(&s, now, max_age))
-            {
-                Ok(Ok(r)) if r.removed > 0 => {
+            let dir = spool.writer.dir();
+            let s = match Spool::open(dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    log_error!("cleanup: {e}");
+                    continue;
+                }
+            };
+            match crate::cleanup::cleanup(&s, now, max_age) {
+                Ok(r) if r.removed > 0 => {
                     log_info!(
                         "cleanup of {}: {} old spool files removed",
-                        spool.writer.dir().display(),
+                        dir.display(),
                         r.removed
                     )
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) | Err(e) => log_error!("cleanup: {e}"),
+                Ok(_) => {}
+                Err(e) => log_error!("cleanup: {e}"),
             }
-            if let Some(max) = self.cfg.max_spool_bytes {
-                let dir = spool.writer.dir();
-                match Spool::open(dir).map(|s| crate::cleanup::cap_size(&s, now, max)) {
-                    Ok(Ok(r)) => {
-                        if r.removed > 0 {
-                            log_warn!(
-                                "{} is over --max-spool-size ({max} bytes): dropped its {} oldest \
-                                 files ({} bytes of samples a master may not have fetched)",
-                                dir.display(),
-                                r.removed,
-                                r.bytes
-                            );
-                        }
-                        if r.left > max {
-                            log_warn!(
-                                "{} holds {} bytes, over --max-spool-size ({max}), in files of the \
-                                 current interval, which are kept: a shorter --interval helps",
-                                dir.display(),
-                                r.left
-                            );
-                        }
+            let Some(max) = self.cfg.max_spool_bytes else {
+                continue;
+            };
+            match crate::cleanup::cap_size(&s, now, max) {
+                Ok(r) => {
+                    if r.removed > 0 {
+                        log_warn!(
+                            "{} is over --max-spool-size ({max} bytes): dropped its {} oldest \
+                             files ({} bytes of samples a master may not have fetched)",
+                            dir.display(),
+                            r.removed,
+                            r.bytes
+                        );
                     }
-                    Ok(Err(e)) | Err(e) => log_error!("size cap: {e}"),
+                    if r.left > max {
+                        log_warn!(
+                            "{} holds {} bytes, over --max-spool-size ({max}), in files of the \
+                             current interval, which are kept: a shorter --interval helps",
+                            dir.display(),
+                            r.left
+                        );
+                    }
                 }
+                Err(e) => log_error!("size cap: {e}"),
             }
         }
     }

@@ -109,10 +109,9 @@ pub fn inspect(spool: &Spool) -> Result<SpoolReport, SpoolError> {
                         service: f.service.clone(),
                         ..PluginReport::default()
                     });
-                let path = spool.path_of(&f);
                 let name = f.file_name();
                 p.files += 1;
-                p.bytes += std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+                p.bytes += spool.size_of(&f);
                 let mut sink = Times(Vec::new());
                 match spool.scan_file(&f, &mut sink) {
                     Ok(stats) => {

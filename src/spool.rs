@@ -172,6 +172,12 @@ impl Spool {
         Ok((file, len.map_err(err)?))
     }
 
+    /// The bytes of an interval file as it is now (0 when it cannot be seen; a symlink's
+    /// own size, never its target's).
+    pub fn size_of(&self, f: &IntervalFile) -> u64 {
+        fs::symlink_metadata(self.path_of(f)).map_or(0, |m| m.len())
+    }
+
     /// Records that a master has been sent every sample up to `cursor` (for munin-asyncd's
     /// lag graph). Best effort: a read-only spool is no error.
     pub fn record_cursor(&self, cursor: u64) {
