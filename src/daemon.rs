@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::app::system_clock;
 use crate::daemon_cli::DaemonConfig;
-use crate::health::{parse_cursor, Dropped, Health, CURSOR_FILE, PLUGIN};
+use crate::health::{parse_cursor, Dropped, Health, Outcome, CURSOR_FILE, PLUGIN};
 use crate::log::Quoted;
 use crate::meta::SpoolMeta;
 use crate::names::{parse_decimal, sanitise};
@@ -48,6 +48,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_millis(700);
 /// The longest the loop sleeps, so a stop is seen within a second.
 const TICK: Duration = Duration::from_millis(100);
+
+/// The rate the master assumes for a plugin whose config declares none.
+const MASTER_DEFAULT_RATE: u64 = 300;
 
 /// The longest plugin name spooled: its file name must stay under the usual 255 bytes.
 const MAX_PLUGIN_NAME: usize = 200;
@@ -80,6 +83,8 @@ type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeError>;
 struct Sample {
     time: u64,
     rate: Option<u64>,
+    /// The fetch answered no value (nothing but `.`): the record holds the config only.
+    empty: bool,
 }
 
 enum PollError {
@@ -87,7 +92,8 @@ enum PollError {
     Write(WriteError),
     Unknown,
     /// munin-node answered, but with nothing to spool: a config of comments only (munin-node
-    /// says `# Bad exit` or `# Timeout` when the plugin failed), or a fetch without values.
+    /// says `# Bad exit` or `# Timeout` when the plugin failed), or a fetch of comments or
+    /// other lines but no value. (A fetch of nothing at all is spooled: see `Sample::empty`.)
     Plugin {
         request: &'static str,
         said: String,
@@ -164,6 +170,12 @@ pub fn valid_node_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
 }
 
+/// Whether a node munin-node lists (`nodes`) is its own, the one its greeting names.
+/// munin-node lowercases the names in `nodes` but not the greeting's.
+fn is_own_node(node: &str, greeting: &str) -> bool {
+    node.eq_ignore_ascii_case(greeting)
+}
+
 /// Opens a node's spool, repairs it, and says what the repair did.
 fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, WriteError> {
     let writer = SpoolWriter::open(dir, cfg.interval, cfg.durability)?;
@@ -184,10 +196,22 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
         .as_ref()
         .and_then(|m| m.complete_until())
         .map_or(0, |t| t.min(system_clock()));
+    // The name munin-async greets the master with: a virtual node's own; for the spool
+    // directory itself the one SPOOL-META already says, until munin-node tells us (a
+    // restart while munin-node is down must not rename the host to "unknown").
+    let hostname = if node.is_empty() {
+        before
+            .as_ref()
+            .and_then(|m| m.hostname().ok().flatten())
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        node.to_string()
+    };
     Ok(NodeSpool {
         node: node.to_string(),
         writer: Arc::new(writer),
-        hostname: node.to_string(),
+        hostname,
         newest: repaired.newest,
         floor,
         before: before.unwrap_or_default(),
@@ -522,22 +546,23 @@ impl Coordinator<'_> {
                 let mut conn = NodeConn::connect(&host, timeout)?;
                 conn.cap("multigraph dirtyconfig")?;
                 let nodes = conn.nodes()?;
-                let mut lists = Vec::new();
-                if nodes.len() <= 1 {
-                    // Debian's layout: the node's own plugins in the spool directory itself.
-                    let node = nodes.first().cloned().unwrap_or_default();
-                    lists.push((String::new(), conn.list(&node)?));
-                } else {
-                    for node in nodes {
-                        if valid_node_name(&node) {
-                            let plugins = conn.list(&node)?;
-                            lists.push((node, plugins));
-                        } else {
-                            log_error!(
-                                "virtual node {} cannot name a spool directory; not spooled",
-                                Quoted(node.as_bytes())
-                            );
-                        }
+                // munin-node's own node (the one its greeting names, what `list` without a
+                // node returns) spools into the spool directory itself, as Perl's 2.0
+                // munin-asyncd does: the forced command every site has keeps serving it.
+                // Each other (virtual) node gets a subdirectory.
+                let mut lists = vec![(String::new(), conn.list("")?)];
+                for node in nodes {
+                    if is_own_node(&node, &conn.hostname) {
+                        continue;
+                    }
+                    if valid_node_name(&node) {
+                        let plugins = conn.list(&node)?;
+                        lists.push((node, plugins));
+                    } else {
+                        log_error!(
+                            "virtual node {} cannot name a spool directory; not spooled",
+                            Quoted(node.as_bytes())
+                        );
                     }
                 }
                 let hostname = conn.hostname.clone();
@@ -596,7 +621,9 @@ impl Coordinator<'_> {
             ));
         }
         self.node_up = Some(true);
-        self.spools[0].hostname = hostname;
+        if !hostname.is_empty() {
+            self.spools[0].hostname = hostname;
+        }
         for p in &mut self.plugins {
             p.listed = false;
         }
@@ -728,16 +755,19 @@ impl Coordinator<'_> {
     fn finished(&mut self, done: Done) {
         let now = system_clock();
         self.in_flight.remove(&done.id);
-        let dropped = match &done.result {
-            Ok(_) => Some(None),
-            Err(PollError::Node(_)) => Some(Some(Dropped::Node)),
-            Err(PollError::Plugin { .. } | PollError::Unknown) => Some(Some(Dropped::Plugin)),
-            Err(PollError::Write(_)) => Some(Some(Dropped::Disk)),
-            Err(PollError::TooEarly { .. }) => Some(Some(Dropped::Repeat)),
+        let outcome = match &done.result {
+            Ok(sample) if sample.empty => Some(Outcome::Empty),
+            Ok(_) => Some(Outcome::Written),
+            Err(PollError::Node(_)) => Some(Outcome::Dropped(Dropped::Node)),
+            Err(PollError::Plugin { .. } | PollError::Unknown) => {
+                Some(Outcome::Dropped(Dropped::Plugin))
+            }
+            Err(PollError::Write(_)) => Some(Outcome::Dropped(Dropped::Disk)),
+            Err(PollError::TooEarly { .. }) => Some(Outcome::Dropped(Dropped::Repeat)),
             Err(PollError::Stopped) => None,
         };
-        if let Some(dropped) = dropped {
-            self.health.poll(dropped, done.took);
+        if let Some(outcome) = outcome {
+            self.health.poll(outcome, done.took);
         }
         let p = &mut self.plugins[done.id];
         p.took = Some(done.took);
@@ -1023,7 +1053,11 @@ fn poll(
     } else {
         let t = system_clock();
         let values = c.fetch(plugin).map_err(PollError::Node)?;
-        if !values.iter().any(|l| is_value_line(l)) {
+        if !values.iter().any(|l| is_value_line(l))
+            && values.iter().any(|l| !l.trim_ascii().is_empty())
+        {
+            // `# Bad exit`, `# Timeout`, or lines that are no values: a failure. A reply
+            // of nothing but `.` is an answer (see below).
             return Err(PollError::Plugin {
                 request: "fetch",
                 said: comments(&values),
@@ -1031,6 +1065,10 @@ fn poll(
         }
         (t, values)
     };
+    // A fetch that answered nothing at all (Debian's diskstats on its first run only
+    // records its state) is spooled as Perl does: the record carries the config, so the
+    // master learns the graph now, not a whole rate later.
+    let empty = !dirty && !values.iter().any(|l| is_value_line(l));
     if time < not_before {
         return Err(PollError::TooEarly {
             last: not_before - 1,
@@ -1040,9 +1078,11 @@ fn poll(
     let default_rate = format!("update_rate {}", cfg.default_rate).into_bytes();
     let mut lines: Vec<&[u8]> = Vec::with_capacity(config.len() + values.len() + 1);
     let mut rest = config.iter().map(Vec::as_slice).peekable();
-    if rate.is_none() {
-        // Development branch: a config without update_rate gets ours, after a leading
-        // multigraph line if there is one.
+    if rate.is_none() && cfg.default_rate != MASTER_DEFAULT_RATE {
+        // A config without update_rate is polled at --update-rate; when that is not the
+        // master's own default, the master must be told (as Munin's development branch
+        // does), after a leading multigraph line if there is one. Otherwise the config
+        // goes to the master as munin-node sent it.
         if let Some(first) = rest.next_if(|l| l.starts_with(b"multigraph")) {
             lines.push(first);
         }
@@ -1059,8 +1099,16 @@ fn poll(
     writer
         .append(plugin, time, &body)
         .map_err(PollError::Write)?;
-    log_debug!("spooled {plugin} at {time} ({} bytes)", body.len());
-    Ok(Sample { time, rate })
+    log_debug!(
+        "spooled {plugin} at {time} ({} bytes{})",
+        body.len(),
+        if empty {
+            ", config only: the fetch gave no value"
+        } else {
+            ""
+        }
+    );
+    Ok(Sample { time, rate, empty })
 }
 
 /// What a failed reply said, for the log: its comment lines, or "nothing".
@@ -1080,7 +1128,7 @@ fn comments(reply: &[Vec<u8>]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{longest_first, valid_node_name};
+    use super::{is_own_node, longest_first, valid_node_name};
     use std::time::Duration;
 
     #[test]
@@ -1099,6 +1147,15 @@ mod tests {
         let mut due = vec![(1, 105), (0, 100)];
         longest_first(&mut due, took);
         assert_eq!(due, vec![(0, 100), (1, 105)]);
+    }
+
+    #[test]
+    fn the_greetings_node_is_munin_nodes_own_whatever_its_case() {
+        // munin-node lowercases the names `nodes` lists, not the greeting's.
+        assert!(is_own_node("web1.example.org", "Web1.Example.org"));
+        assert!(is_own_node("web1", "web1"));
+        assert!(!is_own_node("switch1.example", "web1.example.org"));
+        assert!(!is_own_node("web1", "web1.example.org"));
     }
 
     #[test]

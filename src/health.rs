@@ -2,7 +2,9 @@
 //! node's plugins, so the master graphs it with no extra setup.
 //!
 //! Graphs (all per munin-node polled):
-//! - `munin_asyncd_polls`: polls that gave a sample, and polls that failed (per minute);
+//! - `munin_asyncd_polls`: polls that gave a sample, polls whose fetch answered no value
+//!   (the config is spooled alone, as Debian's `diskstats` does on its first run), and
+//!   polls that failed (per minute);
 //! - `munin_asyncd_latency`: the average and longest poll over the last period (seconds);
 //! - `munin_asyncd_samples`: samples written, and samples dropped by reason (per minute):
 //!   munin-node did not answer (`node`), the plugin failed (`plugin`), the spool could not
@@ -35,11 +37,23 @@ pub enum Dropped {
     Repeat,
 }
 
+/// How a poll ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A sample was written.
+    Written,
+    /// The fetch answered no value (nothing but `.`): the config was written alone.
+    Empty,
+    /// Nothing was written, for this reason.
+    Dropped(Dropped),
+}
+
 /// The counters of one munin-node's polls. Counts only grow (the graphs derive rates);
 /// latencies are over the period since the last record.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     written: u64,
+    empty: u64,
     failed: u64,
     dropped: [u64; 4],
     latency_sum: Duration,
@@ -48,11 +62,12 @@ pub struct Health {
 }
 
 impl Health {
-    /// A poll ended, with a sample written or dropped for a reason, after `took`.
-    pub fn poll(&mut self, dropped: Option<Dropped>, took: Duration) {
-        match dropped {
-            None => self.written += 1,
-            Some(why) => {
+    /// A poll ended so, after `took`.
+    pub fn poll(&mut self, outcome: Outcome, took: Duration) {
+        match outcome {
+            Outcome::Written => self.written += 1,
+            Outcome::Empty => self.empty += 1,
+            Outcome::Dropped(why) => {
                 self.failed += 1;
                 self.dropped[why as usize] += 1;
             }
@@ -99,6 +114,7 @@ impl Health {
             "graph_period minute\n",
         );
         counter(&mut out, "ok", "gave a sample", self.written);
+        counter(&mut out, "empty", "answered no value", self.empty);
         counter(&mut out, "failed", "failed", self.failed);
         graph(&mut out, "latency", "poll latency", "seconds", "");
         let _ = write!(
@@ -169,15 +185,16 @@ mod tests {
     #[test]
     fn counts_and_latencies() {
         let mut h = Health::default();
-        h.poll(None, Duration::from_millis(100));
-        h.poll(None, Duration::from_millis(300));
-        h.poll(Some(Dropped::Plugin), Duration::from_millis(50));
-        h.poll(Some(Dropped::Disk), Duration::from_millis(50));
+        h.poll(Outcome::Written, Duration::from_millis(100));
+        h.poll(Outcome::Written, Duration::from_millis(300));
+        h.poll(Outcome::Dropped(Dropped::Plugin), Duration::from_millis(50));
+        h.poll(Outcome::Dropped(Dropped::Disk), Duration::from_millis(50));
+        h.poll(Outcome::Empty, Duration::from_millis(100));
         let out = h.output(300, 4096, Some(42));
         let has = |l: &str| out.iter().any(|x| x == l);
         assert!(has("multigraph munin_asyncd_polls"));
-        assert!(has("ok.value 2") && has("failed.value 2"));
-        assert!(has("avg.value 0.125") && has("max.value 0.300"));
+        assert!(has("ok.value 2") && has("failed.value 2") && has("empty.value 1"));
+        assert!(has("avg.value 0.120") && has("max.value 0.300"));
         assert!(has("written.value 2") && has("plugin.value 1") && has("disk.value 1"));
         assert!(has("node.value 0") && has("repeat.value 0"));
         assert!(has("bytes.value 4096") && has("lag.value 42"));

@@ -158,8 +158,9 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
         raw.matches("timestamp ").count(),
         "{raw}"
     );
-    // A config without update_rate gets the default one.
-    assert!(raw.contains("update_rate 300"), "{raw}");
+    // A config without update_rate goes as munin-node sent it: the default rate is the
+    // master's own (with another --update-rate it is added; see the health test).
+    assert!(!raw.contains("update_rate"), "{raw}");
     let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap();
     assert!(
         meta.contains("hostname:")
@@ -552,6 +553,62 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
     );
 }
 
+/// Debian's diskstats prints no value on its first fetch (it only records its state); on a
+/// new machine that is what the daemon meets first. Such a fetch is spooled with its config,
+/// as Perl does, so the master learns the graph at once; it is no fault: nothing is logged
+/// and the connection is kept.
+#[test]
+fn a_fetch_without_values_is_spooled_with_its_config_and_keeps_the_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counted = connects.clone();
+    let port = fake_node(move |line| {
+        let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
+        match line {
+            "" => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                fake_basics(line)
+            }
+            "nodes" => send(b"fake.example\n.\n"),
+            l if l.starts_with("list") => send(b"novalue\n"),
+            "config novalue" => send(b"graph_title No value yet\nupdate_rate 1\nv.label v\n.\n"),
+            "fetch novalue" => send(b".\n"),
+            other => fake_basics(other),
+        }
+    });
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let daemon = start_daemon(
+        &format!("127.0.0.1:{port}"),
+        &spool,
+        &log,
+        &["--connections", "1"],
+    );
+    thread::sleep(Duration::from_secs(4));
+    stop(daemon);
+    let log = fs::read_to_string(&log).unwrap();
+    let reply = ours(&spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    let blocks = reply
+        .matches("multigraph novalue\ngraph_title No value yet\n")
+        .count();
+    assert!(
+        blocks >= 3,
+        "one config-only record a second:\n{reply}\n{log}"
+    );
+    assert!(!reply.contains(".value"), "{reply}");
+    assert!(!log.contains("plugin novalue"), "logged as a fault:\n{log}");
+    // One connection for the plugin list, one for the polls: none dropped and made again.
+    assert_eq!(connects.load(Ordering::SeqCst), 2, "{log}");
+    // Debian's Perl munin-async serves the same config.
+    let perl = perls(&spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    assert!(
+        perl.contains("multigraph novalue\ngraph_title No value yet\n"),
+        "Perl: {perl}"
+    );
+}
+
 #[test]
 fn after_a_restart_the_plugins_that_took_longest_still_go_first() {
     let port = fake_node(|line| {
@@ -708,8 +765,13 @@ fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
     );
 }
 
+/// A munin-node with a virtual node (an SNMP-style plugin with `host_name`) beside its own
+/// plugins. The host's own plugins stay in the spool directory itself, where Perl's 2.0
+/// munin-asyncd puts them, so the forced command every Debian site has
+/// (`munin-async --spoolfetch` on the spool directory) serves them unchanged; the virtual
+/// node gets a directory of its own.
 #[test]
-fn virtual_nodes_spool_into_a_directory_each() {
+fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
     let (own, virt) = (simple_plugin("Own"), simple_plugin("Virtual"));
     let node = PrivateNode::start_with(
         free_port(),
@@ -718,57 +780,95 @@ fn virtual_nodes_spool_into_a_directory_each() {
     );
     let work = tempdir();
     let spool = work.path().join("spool");
-    let daemon = start_daemon(&node.addr(), &spool, &work.path().join("asyncd.log"), &[]);
+    let log = work.path().join("asyncd.log");
+    let daemon = start_daemon(&node.addr(), &spool, &log, &[]);
     let virt_dir = spool.join("virt.example");
+    let meta_has = |dir: &std::path::Path, what: &str| {
+        fs::read_to_string(dir.join("SPOOL-META"))
+            .unwrap_or_default()
+            .contains(what)
+    };
     let start = Instant::now();
-    while !fs::read_to_string(virt_dir.join("SPOOL-META"))
-        .unwrap_or_default()
-        .contains("last-timestamp.vplug")
-    {
+    while !(meta_has(&virt_dir, "last-timestamp.vplug") && meta_has(&spool, "last-timestamp.own")) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "the virtual node was not spooled: {}",
-            fs::read_to_string(work.path().join("asyncd.log")).unwrap_or_default()
+            "not spooled: {}",
+            fs::read_to_string(&log).unwrap_or_default()
         );
         thread::sleep(Duration::from_millis(100));
     }
     thread::sleep(Duration::from_millis(1200));
     stop(daemon);
-    // The node's own plugins go to a directory named after the node too.
-    let own_dir = fs::read_dir(&spool)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir() && p != &virt_dir)
-        .expect("a directory for munin-node's own node");
-    for (dir, name, plugin) in [
-        (&virt_dir, "virt.example".to_string(), "vplug"),
-        (
-            &own_dir,
-            own_dir.file_name().unwrap().to_string_lossy().to_string(),
-            "own",
-        ),
-    ] {
-        let session = "list\nspoolfetch 0\nquit\n";
-        let ours = ours(dir, &["--spoolfetch"], session).stdout();
-        assert!(
-            ours.starts_with(&format!("# munin node at {name}\n{plugin}\n")),
-            "{ours}"
-        );
-        assert!(ours.contains(&format!("multigraph {plugin}\n")), "{ours}");
-        let perl = perls(dir, &["--spoolfetch"], session).stdout();
-        assert!(
-            perl.starts_with(&format!("# munin node at {name}\n{plugin}\n")),
-            "Perl: {perl}"
-        );
-    }
-    assert!(
-        !fs::read_dir(&spool).unwrap().any(|e| e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with("munin-daemon.")),
-        "nothing spooled at the top with several nodes"
+
+    // Debian's Perl munin-asyncd on the same munin-node, for the reference.
+    require(PERL_ASYNCD, "munin-async");
+    let perl_spool = work.path().join("perl-spool");
+    fs::create_dir(&perl_spool).unwrap();
+    let mut perl_daemon = Running(
+        Command::new("perl")
+            .arg(PERL_ASYNCD)
+            .args(["--host", &node.addr(), "--spooldir"])
+            .arg(&perl_spool)
+            .arg("--nocleanup")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
+    let start = Instant::now();
+    while !meta_has(&perl_spool, "lastruntime:") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Perl's munin-asyncd wrote no round"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = perl_daemon.0.kill();
+    let _ = perl_daemon.0.wait();
+
+    // The seed's forced command on the spool directory: the host's own plugins, as from
+    // Perl's spool, and the greeting names the host.
+    let session = "list\nspoolfetch 0\nquit\n";
+    let seed = ours(&spool, &["--spoolfetch"], session).stdout();
+    let from_perl = ours(&perl_spool, &["--spoolfetch"], session).stdout();
+    let head = |s: &str| s.lines().take(2).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        head(&seed),
+        head(&from_perl),
+        "ours:\n{seed}\nPerl's:\n{from_perl}"
+    );
+    assert_eq!(seed.lines().nth(1), Some("own"), "{seed}");
+    assert!(
+        seed.contains("multigraph own\n") && !seed.contains("vplug"),
+        "{seed}"
+    );
+    let perl_reads = perls(&spool, &["--spoolfetch"], session).stdout();
+    assert_eq!(
+        head(&perl_reads),
+        head(&seed),
+        "Perl's munin-async on our spool"
+    );
+
+    // The virtual node's own spool serves its own plugin under its own name.
+    let virt = ours(&virt_dir, &["--spoolfetch"], session).stdout();
+    assert!(
+        virt.starts_with("# munin node at virt.example\nvplug\n")
+            && virt.contains("multigraph vplug\n"),
+        "{virt}"
+    );
+    let perl_virt = perls(&virt_dir, &["--spoolfetch"], session).stdout();
+    assert!(
+        perl_virt.starts_with("# munin node at virt.example\nvplug\n"),
+        "Perl: {perl_virt}"
+    );
+    // Nothing else beside the virtual node's directory.
+    let dirs: Vec<String> = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs, ["virt.example"]);
 }
 
 #[test]

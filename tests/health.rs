@@ -13,6 +13,10 @@ use crate::master::{ingest_spool, last_update};
 /// A plugin munin-node runs and that fails: munin-node answers `# Bad exit`.
 const BROKEN: &str = "#!/bin/sh\nexit 1\n";
 
+/// A plugin whose fetch prints nothing, as Debian's diskstats on its first run: munin-node
+/// answers `.` alone.
+pub const SILENT: &str = "#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title Silent\\nv.label v\\n'; fi\nexit 0\n";
+
 /// The newest record of each health graph: graph → field → value.
 fn newest_health(reply: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -37,7 +41,7 @@ fn the_daemons_own_health_is_spooled_and_graphed_by_munin_update() {
     require(MUNIN_UPDATE, "munin");
     require("/usr/bin/rrdtool", "rrdtool");
     let good = simple_plugin("Alpha");
-    let node = PrivateNode::start(&[("alpha", &good), ("broken", BROKEN)]);
+    let node = PrivateNode::start(&[("alpha", &good), ("broken", BROKEN), ("silent", SILENT)]);
     let work = tempdir();
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
@@ -68,6 +72,24 @@ fn the_daemons_own_health_is_spooled_and_graphed_by_munin_update() {
     };
     assert!(value("munin_asyncd_polls", "ok") >= 3.0, "{h:?}");
     assert!(value("munin_asyncd_polls", "failed") >= 1.0, "{h:?}");
+    // The fetch that answered nothing is counted apart, and is no failure: with two
+    // samples of `broken` (which fails) and two of `silent`, failures stay below ok + empty.
+    let empty = value("munin_asyncd_polls", "empty");
+    assert!(empty >= 2.0, "{h:?}");
+    assert!(
+        !log.contains("plugin silent"),
+        "an empty fetch was logged as a fault:\n{log}"
+    );
+    // silent's config reached the spool, so the master learns its graph.
+    assert!(
+        reply.contains("multigraph silent\n") && reply.contains("graph_title Silent"),
+        "{reply}"
+    );
+    // The default rate is not Munin's 300 here, so the master is told it.
+    assert!(
+        reply.contains("multigraph alpha\nupdate_rate 2\n"),
+        "{reply}"
+    );
     assert!(value("munin_asyncd_samples", "plugin") >= 1.0, "{h:?}");
     assert_eq!(value("munin_asyncd_samples", "disk"), 0.0);
     assert!(value("munin_asyncd_latency", "max") < 5.0, "{h:?}");
@@ -81,6 +103,8 @@ fn the_daemons_own_health_is_spooled_and_graphed_by_munin_update() {
     let db = work.path().join("db/e2e");
     for rrd in [
         "node1-munin_asyncd_polls-ok-d.rrd",
+        "node1-munin_asyncd_polls-empty-d.rrd",
+        "node1-silent-v-g.rrd",
         "node1-munin_asyncd_polls-failed-d.rrd",
         "node1-munin_asyncd_latency-avg-g.rrd",
         "node1-munin_asyncd_samples-written-d.rrd",

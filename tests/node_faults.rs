@@ -154,3 +154,44 @@ fn a_node_that_greets_and_hangs_up_is_retried_until_it_behaves() {
     assert_eq!(log.matches("is up").count(), 1, "{log}");
     assert!(times(&spool)["ok"].iter().all(|&t| t >= fixed));
 }
+
+/// A restart while munin-node is down keeps the host name the spool knows: munin-async
+/// must not greet the master as `munin node at unknown` until munin-node answers.
+#[test]
+fn a_restart_with_munin_node_down_keeps_the_host_name() {
+    let port = fake_node(|line| {
+        let send = |b: &[u8]| vec![Act::Send(b.to_vec())];
+        match line {
+            "nodes" => send(b"fake.example\n.\n"),
+            l if l.starts_with("list") => send(b"p\n"),
+            "config p" => send(b"graph_title P\nv.label v\n.\n"),
+            "fetch p" => send(b"v.value 1\n.\n"),
+            other => fake_basics(other),
+        }
+    });
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let meta = || fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
+    let d = start_daemon(&format!("127.0.0.1:{port}"), &spool, &log, &[]);
+    let start = Instant::now();
+    while !meta().contains("last-timestamp.p:") {
+        assert!(start.elapsed() < Duration::from_secs(10), "no sample");
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop(d);
+    assert!(meta().contains("hostname:fake.example\n"), "{}", meta());
+
+    // Again, with nothing listening where munin-node was.
+    let d = start_daemon(&format!("127.0.0.1:{}", free_port()), &spool, &log, &[]);
+    let start = Instant::now();
+    while !fs::read_to_string(&log).unwrap().contains("retrying until it answers") {
+        assert!(start.elapsed() < Duration::from_secs(10), "no retry logged");
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(1200));
+    stop(d);
+    assert!(meta().contains("hostname:fake.example\n"), "{}", meta());
+    let greeting = ours(&spool, &["--spoolfetch"], "quit\n").stdout();
+    assert_eq!(greeting, "# munin node at fake.example\n");
+}

@@ -6,6 +6,7 @@ mod corruption;
 mod crash;
 mod daemon;
 mod differential;
+mod fidelity;
 mod generated;
 mod harness;
 mod health;

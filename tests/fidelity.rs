@@ -1,0 +1,323 @@
+//! Field fidelity: every plugin Debian enables on this machine survives the trip through
+//! our munin-asyncd and our munin-async into Debian's munin-update, exactly as when
+//! munin-update polls munin-node directly (the master's ordinary mode).
+//!
+//! A private munin-node runs the plugins `munin-node-configure --shell` enables, with
+//! Debian's plugin-conf.d and its plugin state wiped, as on a new machine. Our daemon
+//! polls it first (so it meets every first-run behaviour, such as `diskstats` printing no
+//! value), then one master ingests the spool through our munin-async and another polls
+//! munin-node directly. Compared: the graphs, fields and attributes in the two datafiles,
+//! the RRD files and their structure, that every field with a value directly has one
+//! through the spool, and the values of fields that do not change over the test (seen
+//! from a second munin-node with state of its own, before and after). Every plugin that
+//! differs is named.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::daemon::{start_daemon, stop};
+use crate::harness::*;
+use crate::master::{ingest_spool, master_dirs, munin_update_in, rrdtool};
+
+/// The longest the daemon gets to spool every plugin once.
+const ROUND: Duration = Duration::from_secs(60);
+
+/// `graph.attribute` or `graph.field.attribute` → value, for the test's host, from
+/// munin-update's datafile.
+fn datafile(db: &Path) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(db.join("datafile"))
+        .unwrap_or_else(|e| panic!("{}/datafile: {e}", db.display()));
+    text.lines()
+        .filter_map(|l| l.strip_prefix("e2e;node1:"))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| {
+            // munin-update 2.0 appends the fields to graph_order once per block it parses,
+            // and a spoolfetch holding two samples of a plugin has two blocks; munin-graph
+            // and munin-html drop the repeats (munin_get_field_order). Compared as drawn.
+            let v = if k.ends_with(".graph_order") {
+                let mut seen = BTreeSet::new();
+                v.split(' ')
+                    .filter(|w| seen.insert(*w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                v.to_string()
+            };
+            (k.to_string(), v)
+        })
+        .collect()
+}
+
+/// Two numbers as munin-node and rrdtool print them (rrdtool rounds) are the same.
+fn same_number(a: &str, b: &str) -> bool {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs()),
+        _ => false,
+    }
+}
+
+/// The structure of an RRD (step, data sources, archives), without its values and times.
+fn rrd_structure(rrd: &Path) -> Vec<String> {
+    rrdtool(&["info", rrd.to_str().unwrap()])
+        .lines()
+        .filter(|l| {
+            l.starts_with("step")
+                || (l.starts_with("ds[")
+                    && [".type", ".minimal_heartbeat", ".min ", ".max "]
+                        .iter()
+                        .any(|k| l.contains(k)))
+                || (l.starts_with("rra[")
+                    && !l.contains("cdp_prep")
+                    && [".cf", ".rows", ".pdp_per_row", ".xff"]
+                        .iter()
+                        .any(|k| l.contains(k)))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// RRD file name → the last value given to it ("U" when none).
+fn last_values(db: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in fs::read_dir(db).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".rrd") {
+            continue;
+        }
+        let text = rrdtool(&["lastupdate", path.to_str().unwrap()]);
+        let value = text
+            .lines()
+            .last()
+            .and_then(|l| l.split_once(':'))
+            .map_or("U".to_string(), |(_, v)| v.trim().to_string());
+        out.insert(name, value);
+    }
+    out
+}
+
+/// Asks munin-node for every plugin's values: (RRD name stem `node1-graph-field-`,
+/// value). A graph name's dots become dashes, as in munin-update's file names.
+fn observe(port: u16, plugins: &[String]) -> BTreeMap<String, String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    writeln!(w, "cap multigraph").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let mut out = BTreeMap::new();
+    for plugin in plugins {
+        writeln!(w, "fetch {plugin}").unwrap();
+        let mut graph = plugin.clone();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap() == 0 {
+                panic!("munin-node hung up during fetch {plugin}");
+            }
+            let l = line.trim_end();
+            if l.starts_with('.') {
+                break;
+            }
+            if let Some(g) = l.strip_prefix("multigraph ") {
+                graph = g.to_string();
+            } else if let Some((field, v)) = l.split_once(".value ") {
+                out.insert(
+                    format!("node1-{}-{field}-", graph.replace('.', "-")),
+                    v.to_string(),
+                );
+            }
+        }
+    }
+    let _ = writeln!(w, "quit");
+    out
+}
+
+/// The plugin a graph belongs to: the longest plugin name it starts with.
+fn plugin_of<'a>(graph: &str, plugins: &'a [String]) -> &'a str {
+    plugins
+        .iter()
+        .filter(|p| graph.starts_with(p.as_str()))
+        .max_by_key(|p| p.len())
+        .map_or("?", |p| p.as_str())
+}
+
+/// Plugins whose spooled records carry no value at all (their fetch answered nothing).
+fn without_values(spool: &Path) -> BTreeSet<String> {
+    let reply = ours(spool, &["--spoolfetch"], "spoolfetch 0\nquit\n").stdout();
+    let list = ours(spool, &[], "list\nquit\n").stdout();
+    let listed: Vec<&str> = list.lines().nth(1).unwrap_or("").split(' ').collect();
+    let mut with = BTreeSet::new();
+    let mut graph = String::new();
+    for l in reply.lines() {
+        if let Some(g) = l.strip_prefix("multigraph ") {
+            graph = g.to_string();
+        } else if l.contains(".value ") {
+            with.insert(graph.clone());
+        }
+    }
+    listed
+        .into_iter()
+        .filter(|p| !with.iter().any(|g| g.starts_with(p)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_plugin_debian_enables_reaches_the_master_as_if_polled_directly() {
+    require(MUNIN_UPDATE, "munin");
+    require("/usr/bin/rrdtool", "rrdtool");
+    let (node, plugins) = PrivateNode::start_debian(free_port());
+    let (observer, _) = PrivateNode::start_debian(free_port());
+    let work = tempdir();
+
+    // 1. Our daemon first, on the fresh plugin state.
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let before = observe(observer.port, &plugins);
+    // One connection, so plugins run one after another as under the direct master:
+    // plugins that count the machine's processes (processes, vmstat) would otherwise see
+    // the other plugins running beside them.
+    let daemon = start_daemon(&node.addr(), &spool, &log, &["--connections", "1"]);
+    let start = Instant::now();
+    let spooled = |spool: &Path| -> BTreeSet<String> {
+        let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
+        meta.lines()
+            .filter_map(|l| l.strip_prefix("last-timestamp."))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(p, _)| p.to_string())
+            .collect()
+    };
+    while start.elapsed() < ROUND && plugins.iter().any(|p| !spooled(&spool).contains(p)) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Values while the daemon's connections are open: a field that changes with them
+    // (netstat's connections, open files) is not compared.
+    let during = observe(observer.port, &plugins);
+    stop(daemon);
+    let not_spooled: Vec<&String> = plugins
+        .iter()
+        .filter(|p| !spooled(&spool).contains(p.as_str()))
+        .collect();
+
+    // 2. One master through our munin-async, one polling munin-node directly.
+    let via_spool = work.path().join("via-spool");
+    fs::create_dir(&via_spool).unwrap();
+    ingest_spool(&via_spool, &spool);
+    let direct = work.path().join("direct");
+    fs::create_dir(&direct).unwrap();
+    master_dirs(&direct);
+    let out = munin_update_in(
+        &direct,
+        "",
+        &format!("127.0.0.1\n    port {}\n    use_node_name yes", node.port),
+    );
+    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    let after = observe(observer.port, &plugins);
+    let empty = without_values(&spool);
+
+    // 3. Compare, collecting what differs per plugin.
+    let mut differs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in &not_spooled {
+        differs
+            .entry(p.as_str())
+            .or_default()
+            .push(format!("not spooled within {} s", ROUND.as_secs()));
+    }
+    let (a, b) = (
+        datafile(&direct.join("db")),
+        datafile(&via_spool.join("db")),
+    );
+    let graph_of = |key: &str| key.split('.').next().unwrap_or("").to_string();
+    for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        let (va, vb) = (a.get(key), b.get(key));
+        if va != vb {
+            differs
+                .entry(plugin_of(&graph_of(key), &plugins))
+                .or_default()
+                .push(format!(
+                    "datafile {key}: directly {va:?}, through the spool {vb:?}"
+                ));
+        }
+    }
+    let (da, db) = (direct.join("db/e2e"), via_spool.join("db/e2e"));
+    let (la, lb) = (last_values(&da), last_values(&db));
+    let rrd_plugin = |name: &str| {
+        let graph = name.strip_prefix("node1-").unwrap_or(name);
+        plugin_of(graph, &plugins)
+    };
+    for name in la.keys().chain(lb.keys()).collect::<BTreeSet<_>>() {
+        let p = rrd_plugin(name);
+        let why = match (la.get(name), lb.get(name)) {
+            (Some(_), None) => Some("no RRD through the spool".to_string()),
+            (None, Some(_)) => Some("an RRD only through the spool".to_string()),
+            (Some(va), Some(vb)) => {
+                let (sa, sb) = (rrd_structure(&da.join(name)), rrd_structure(&db.join(name)));
+                if sa != sb {
+                    Some(format!("structure differs:\n{sa:?}\n{sb:?}"))
+                } else if va != "U" && vb == "U" && !empty.contains(p) {
+                    Some(format!("value {va} directly, none through the spool"))
+                } else {
+                    None
+                }
+            }
+            (None, None) => None,
+        };
+        if let Some(why) = why {
+            differs.entry(p).or_default().push(format!("{name}: {why}"));
+        }
+    }
+    // Fields munin-node gave the same value before, during and after the daemon's round
+    // and to the direct master must have that value through the spool too.
+    let mut compared = 0;
+    for (stem, v) in &before {
+        let Some(name) = la
+            .keys()
+            .find(|n| n.starts_with(stem.as_str()) && n.len() == stem.len() + 5)
+        else {
+            continue;
+        };
+        let steady = [during.get(stem), after.get(stem), la.get(name)]
+            .iter()
+            .all(|x| x.is_some_and(|x| same_number(x, v)));
+        if !steady {
+            continue;
+        }
+        compared += 1;
+        let vb = lb.get(name).map_or("none", String::as_str);
+        if !same_number(vb, v) {
+            differs.entry(rrd_plugin(name)).or_default().push(format!(
+                "{name}: munin-node said {v} all along, through the spool {vb}"
+            ));
+        }
+    }
+    let report: Vec<String> = differs
+        .iter()
+        .map(|(p, whys)| format!("{p}:\n    {}", whys.join("\n    ")))
+        .collect();
+    eprintln!(
+        "fidelity: {} plugins, {} graph attributes, {} RRDs, {compared} unchanging values \
+         compared; plugins whose fetch gave no value: {empty:?}",
+        plugins.len(),
+        a.len(),
+        la.len()
+    );
+    assert!(
+        report.is_empty(),
+        "{} of {} plugins differ through the spool:\n{}\nmunin-asyncd's log:\n{}",
+        report.len(),
+        plugins.len(),
+        report.join("\n"),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(a.len() > 100 && la.len() > 50, "too little compared: {a:?}");
+    drop(observer);
+}
