@@ -185,7 +185,10 @@ fn a_restart_with_munin_node_down_keeps_the_host_name() {
     // Again, with nothing listening where munin-node was.
     let d = start_daemon(&format!("127.0.0.1:{}", free_port()), &spool, &log, &[]);
     let start = Instant::now();
-    while !fs::read_to_string(&log).unwrap().contains("retrying until it answers") {
+    while !fs::read_to_string(&log)
+        .unwrap()
+        .contains("retrying until it answers")
+    {
         assert!(start.elapsed() < Duration::from_secs(10), "no retry logged");
         thread::sleep(Duration::from_millis(50));
     }

@@ -16,3 +16,4 @@ mod node_faults;
 mod security;
 mod session;
 mod soak;
+mod value_forms;
