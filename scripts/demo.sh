@@ -1,25 +1,81 @@
 #!/usr/bin/env bash
-# The main job, on a fresh Debian machine as root: installs munin-node if missing, starts
-# a private munin-node on 127.0.0.1 with the plugins Debian configured, spools one round
-# of it with our munin-asyncd, and shows what a Munin master receives from our munin-async.
+# The main job, on a fresh Debian machine as root, end to end:
+#   a private munin-node (Debian's default plugins, plus one of the demo's own at a
+#   5-second rate) -> our munin-asyncd -> the spool -> our munin-async -> Debian's
+#   munin-update over cmd:// -> munin-html and munin-graph (the steps munin-cron runs).
+# Installs what is missing, runs about a minute, keeps the master's web pages and prints
+# the path of their index.html, and ends with a summary.
+# DEMO_SECONDS (default 60) sets how long the daemon spools; MUNIN_NODE_PORT (4950) the
+# private munin-node's port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${MUNIN_NODE_PORT:-4950}"
+seconds="${DEMO_SECONDS:-60}"
 
 bash scripts/setup.sh
 cargo build --release --locked --quiet
-bin="$PWD/target/release/munin-async"
-daemon="$PWD/target/release/munin-asyncd"
+began=$(date +%s)
 
 work="$(mktemp -d /tmp/munin-async-demo.XXXXXX)"
 chmod 755 "$work"
+mkdir -p "$work/bin" "$work/plugins" "$work/state" "$work/master/db" "$work/master/html" \
+    "$work/master/log" "$work/master/run"
+# The munin user runs the daemon, munin-async and the master here, from binaries it can
+# reach.
+install -m 755 target/release/munin-async target/release/munin-asyncd "$work/bin/"
+chown -R munin: "$work/master"
+
 pids=()
 cleanup() {
+    # munin-node's children first: killed after it, they would live on.
+    node_pid=$(cat "$work/munin-node.pid" 2>/dev/null || true)
+    if [ -n "$node_pid" ]; then
+        pkill -P "$node_pid" 2>/dev/null || true
+        kill "$node_pid" 2>/dev/null || true
+    fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
 }
 trap cleanup EXIT
+say() { printf 'demo: %s\n' "$*"; }
+
+# Debian's default plugins: what its postinst linked into /etc/munin/plugins, or, if that
+# is empty, what munin-node-configure enables on this machine.
+if compgen -G '/etc/munin/plugins/*' >/dev/null; then
+    for p in /etc/munin/plugins/*; do ln -s "$(readlink -f "$p")" "$work/plugins/${p##*/}"; done
+else
+    munin-node-configure --shell --servicedir "$work/plugins" 2>/dev/null | sh
+fi
+default_plugins=$(find "$work/plugins" -mindepth 1 | wc -l)
+# One plugin of the demo's own, at a 5-second rate, so that a minute draws a line: the
+# machine's CPU time, read from /proc/stat (real samples, no made-up data).
+cat >"$work/plugins/demo_cpu_5s" <<'PLUGIN'
+#!/bin/sh
+if [ "$1" = config ]; then
+    cat <<'CONFIG'
+graph_title CPU time every 5 seconds (munin-async demo)
+graph_category demo
+graph_vlabel % of one CPU
+graph_args --base 1000 -l 0
+graph_scale no
+update_rate 5
+graph_data_size custom 1d
+user.label user
+user.type DERIVE
+user.min 0
+user.draw AREA
+system.label system
+system.type DERIVE
+system.min 0
+system.draw STACK
+CONFIG
+    exit 0
+fi
+read -r _ user _ system _ </proc/stat
+echo "user.value $user"
+echo "system.value $system"
+PLUGIN
+chmod 755 "$work/plugins/demo_cpu_5s"
 
 cat >"$work/munin-node.conf" <<CONF
 log_level 4
@@ -34,39 +90,115 @@ port $port
 allow ^127\.0\.0\.1\$
 timeout 60
 CONF
-echo "demo: starting munin-node on 127.0.0.1:$port with the plugins in /etc/munin/plugins"
-/usr/sbin/munin-node --config "$work/munin-node.conf" >/dev/null 2>&1 &
+say "starting munin-node on 127.0.0.1:$port: $default_plugins default plugins and demo_cpu_5s, plugin state empty as on a new machine"
+# A mount namespace of its own: this plugin directory and an empty plugin state, without
+# touching the machine's.
+unshare --mount --propagation private sh -c "
+    mount --bind '$work/plugins' /etc/munin/plugins &&
+    mkdir -p /var/lib/munin-node/plugin-state &&
+    mount --bind '$work/state' /var/lib/munin-node/plugin-state &&
+    exec /usr/sbin/munin-node --config '$work/munin-node.conf'" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
 done
-(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "demo: munin-node did not start: $(tail -n 5 "$work/munin-node.log")" >&2; exit 1; }
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
+    { say "munin-node did not start: $(tail -n 5 "$work/munin-node.log")" >&2; exit 1; }
 
-echo "demo: spooling one round with our munin-asyncd into $work/spool"
-"$daemon" --host "127.0.0.1:$port" --spooldir "$work/spool" --screen -v 2>"$work/munin-asyncd.log" &
+spool="$work/spool"
+install -d -o munin -g munin -m 750 "$spool"
+say "our munin-asyncd spools it into $spool for $seconds s"
+setpriv --reuid=munin --regid=munin --init-groups \
+    "$work/bin/munin-asyncd" --host "127.0.0.1:$port" --spooldir "$spool" --screen -v \
+    2>"$work/munin-asyncd.log" &
 daemon_pid=$!
 pids+=("$daemon_pid")
-# One round is done when every listed plugin has a sample.
-for _ in $(seq 600); do
-    listed=$(wc -w 2>/dev/null <"$work/spool/munin-daemon.list" || echo 0)
-    sampled=$(grep -c '^last-timestamp\.' "$work/spool/SPOOL-META" 2>/dev/null || true)
-    [ "$listed" -gt 0 ] && [ "${sampled:-0}" -ge "$listed" ] && break
-    sleep 0.2
+# What the demo needs: every listed plugin has a record (a first fetch without values,
+# as diskstats gives on a new machine, still spools its config), and the 5-second plugin
+# has run for the whole time. It never waits for values.
+start=$(date +%s)
+first_round=""
+while [ $(($(date +%s) - start)) -lt "$seconds" ]; do
+    if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        say "munin-asyncd stopped: $(tail -n 5 "$work/munin-asyncd.log")" >&2
+        exit 1
+    fi
+    if [ -z "$first_round" ] && [ -s "$spool/munin-daemon.list" ]; then
+        listed=$(wc -w <"$spool/munin-daemon.list")
+        recorded=$(grep -c '^last-timestamp\.' "$spool/SPOOL-META" 2>/dev/null || true)
+        if [ "${recorded:-0}" -ge "$listed" ]; then
+            first_round=$(($(date +%s) - start))
+            say "every one of the $listed plugins spooled after ${first_round} s"
+        fi
+    fi
+    sleep 1
 done
-[ "${sampled:-0}" -ge "$listed" ] && [ "$listed" -gt 0 ] || { echo "demo: no full round in 120 s: $(tail -n 5 "$work/munin-asyncd.log")" >&2; exit 1; }
-sleep 1.2   # let the daemon publish complete_until past the round
 kill -TERM "$daemon_pid"
 wait "$daemon_pid" || true
-echo "demo: munin-asyncd said:"
-sed 's/^/    /' "$work/munin-asyncd.log"
+[ -n "$first_round" ] || say "warning: not every plugin was spooled in $seconds s (see $work/munin-asyncd.log)"
 
-echo "demo: what the master receives (cap, list, spoolfetch 0) from our munin-async:"
-echo "----"
-reply="$(printf 'cap multigraph dirtyconfig\nlist\nspoolfetch 0\nquit\n' | "$bin" --spooldir "$work/spool" --spoolfetch --screen)"
-printf '%s\n' "$reply" | head -n 30
-echo "... ($(printf '%s\n' "$reply" | wc -l) lines in all)"
-echo "----"
-printf 'demo: %s plugins spooled, %s values served\n' \
-    "$(printf '%s\n' "$reply" | sed -n 3p | wc -w)" \
-    "$(printf '%s\n' "$reply" | grep -c '\.value ')"
+host=$(sed -n 's/^hostname://p' "$spool/SPOOL-META")
+cat >"$work/master/munin.conf" <<CONF
+dbdir $work/master/db
+htmldir $work/master/html
+logdir $work/master/log
+rundir $work/master/run
+
+[demo;$host]
+    address cmd://$work/bin/munin-async --spooldir $spool --spoolfetch
+CONF
+as_munin() {
+    # A home of its own, so that fontconfig (rrdtool's text) has a cache to write.
+    setpriv --reuid=munin --regid=munin --init-groups \
+        env HOME="$work/master" XDG_CACHE_HOME="$work/master/cache" "$@"
+}
+# What the master is about to receive, counted (as it would see it; --catchup-window 0:
+# the whole spool).
+reply=$(as_munin "$work/bin/munin-async" --spooldir "$spool" --spoolfetch --catchup-window 0 \
+    <<<$'list\nspoolfetch 0\nquit')
+rm -f "$spool/munin-async.cursor"
+say "Debian's munin-update fetches the spool through our munin-async (cmd://)"
+as_munin /usr/share/munin/munin-update --config_file "$work/master/munin.conf" --nofork ||
+    { say "munin-update failed: $(tail -n 20 "$work/master/log/munin-update.log")" >&2; exit 1; }
+say "munin-limits, munin-html and munin-graph draw the pages"
+as_munin /usr/share/munin/munin-limits --config "$work/master/munin.conf" >/dev/null ||
+    { say "munin-limits failed: $(tail -n 20 "$work/master/log/munin-limits.log")" >&2; exit 1; }
+as_munin /usr/share/munin/munin-html --config "$work/master/munin.conf" >/dev/null ||
+    { say "munin-html failed: $(tail -n 20 "$work/master/log/munin-html.log")" >&2; exit 1; }
+as_munin /usr/share/munin/munin-graph --config "$work/master/munin.conf" >/dev/null ||
+    { say "munin-graph failed: $(tail -n 20 "$work/master/log/munin-graph.log")" >&2; exit 1; }
+# The day graph spans 30 hours, where the demo's minute is less than a pixel. Munin's zoom
+# draws a graph over any span (a "pinpoint" graph); munin-graph draws the graphs
+# munin-html lists in the db directory's `graphs` file, so for a moment that list names
+# only the 5-second plugin over the demo's own minutes.
+hostdir="$work/master/html/demo/$host"
+graphs=$(find "$hostdir" -name '*.png' | wc -l)
+end=$(date +%s)
+closeup="demo_cpu_5s-pinpoint=$((start - 20)),$((end + 5)).png"
+cp "$work/master/db/graphs" "$work/master/graphs.all"
+echo "/demo/$host/$closeup" >"$work/master/db/graphs"
+as_munin /usr/share/munin/munin-graph --config "$work/master/munin.conf" >/dev/null ||
+    say "warning: the close-up was not drawn: $(tail -n 5 "$work/master/log/munin-graph.log")"
+cp "$work/master/graphs.all" "$work/master/db/graphs"
+
+plugins_listed=$(sed -n 2p <<<"$reply" | wc -w)
+blocks=$(grep -c '^multigraph ' <<<"$reply" || true)
+values=$(grep -c '\.value ' <<<"$reply" || true)
+spooled=$(find "$spool" -maxdepth 1 -name 'munin-daemon.*.*.*' | sed 's/.*munin-daemon\.\(.*\)\.[0-9]*\.[0-9]*$/\1/' | sort -u | wc -l)
+rrds=$(find "$work/master/db/demo" -name '*.rrd' | wc -l)
+pages=$(find "$work/master/html" -name '*.html' | wc -l)
+echo
+say "munin-asyncd said:"
+sed 's/^/    /' "$work/munin-asyncd.log"
+echo
+say "summary"
+printf '    plugins listed by munin-node:   %s\n' "$plugins_listed"
+printf '    plugins spooled:                %s\n' "$spooled"
+printf '    values served to the master:    %s (in %s multigraph blocks)\n' "$values" "$blocks"
+printf '    RRD files made by munin-update: %s\n' "$rrds"
+printf '    graphs drawn by munin-graph:    %s (day, week, month, year), on %s pages\n' "$graphs" "$pages"
+printf '    the 5-second plugin close up:   %s\n' "$hostdir/$closeup"
+printf '    took %s s after the packages were installed and the build was done\n' "$(($(date +%s) - began))"
+echo
+say "the master's web pages (kept): $work/master/html/index.html"
