@@ -202,3 +202,13 @@ printf '    the 5-second plugin close up:   %s\n' "$hostdir/$closeup"
 printf '    took %s s after the packages were installed and the build was done\n' "$(($(date +%s) - began))"
 echo
 say "the master's web pages (kept): $work/master/html/index.html"
+# The demo fails loudly when the chain did not carry everything.
+fail=""
+[ "$spooled" -ge "$plugins_listed" ] && [ "$plugins_listed" -gt 0 ] || fail="not every listed plugin was spooled"
+[ "$graphs" -gt 0 ] || fail="munin-graph drew nothing"
+[ -s "$hostdir/$closeup" ] || fail="the close-up was not drawn"
+grep -q 'demo_cpu_5s' "$hostdir/index.html" 2>/dev/null || fail="the host's page does not show demo_cpu_5s"
+if [ -n "$fail" ]; then
+    say "FAILED: $fail" >&2
+    exit 1
+fi

@@ -26,6 +26,9 @@ bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 step "cargo test"
 cargo test --locked
 
+step "the main job: scripts/demo.sh (20 s of spooling)"
+DEMO_SECONDS=20 bash scripts/demo.sh
+
 step "Debian package: install over Debian's munin-async, init script, unit, upgrade, purge"
 # Last: it replaces Debian's munin-async for a while, which other tests compare against.
 bash scripts/package-test.sh

@@ -8,8 +8,9 @@
 //! every sample at or before that time is in the spool or has failed. munin-async serves
 //! nothing newer, so the master's cursor never passes a sample still being taken.
 //!
-//! One node spools into the spool directory itself (Debian's layout). When munin-node
-//! serves several (virtual nodes, `nodes`), each spools into a subdirectory named after it.
+//! munin-node's own node (the one its greeting names) spools into the spool directory
+//! itself (Debian's layout); each virtual node it serves besides (`nodes`) spools into a
+//! subdirectory named after it.
 //! Several munin-nodes (`--config`, see [`crate::fanout`]) are polled from one thread each.
 //! munin-node down at start or later is retried with backoff and logged once per change;
 //! the daemon never exits for it.

@@ -74,6 +74,8 @@ fn names_from_a_node_never_leave_the_spool_nor_mix_two_plugins() {
             // Virtual nodes: only "good-node" can name a directory. (A name starting with
             // a dot would end the reply, as in Perl.)
             "nodes" => send(b"good-node\na/b\nx\x01\nup/../../tmp\nnul\0byte\n.\n"),
+            // The greeting's node (fake.example) is not among them: it has no plugins.
+            "list" => send(b"\n"),
             l if l.starts_with("list") => send(list.as_bytes()),
             // Both sanitise to if_eth0_1: the first listed wins, its values are 1.
             "fetch if_eth0.1" => send(b"v.value 1\n.\n"),
