@@ -23,7 +23,7 @@ _munin__async() {
 
     case "${cmd}" in
         munin__async)
-            opts="-s -v -h -V --spooldir --hostname --cleanup --cleanupandexit --spoolfetch --vectorfetch --inspect --authorized-keys --from --catchup-window --verbose --debug --screen --help --version"
+            opts="-s -v -h -V --spooldir --hostname --cleanup --cleanupandexit --spoolfetch --vectorfetch --inspect --authorized-keys --from --catchup-window --compat-output --verbose --debug --screen --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

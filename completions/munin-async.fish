@@ -8,6 +8,7 @@ complete -c munin-async -l cleanupandexit -d 'Clean up the spool directory and e
 complete -c munin-async -l spoolfetch -d 'Announce the "spool" capability, so the master uses spoolfetch'
 complete -c munin-async -l vectorfetch -d 'Accepted for compatibility; "config" and "fetch" are always answered from the newest spooled sample'
 complete -c munin-async -l inspect -d 'Print what the spool holds (per plugin: samples, oldest, newest, gaps, bytes, damaged parts) and exit: 0 when nothing is damaged, 1 otherwise. Reads only'
+complete -c munin-async -l compat-output -d 'Send spoolfetch replies as Perl\'s munin-async does, one block per sample with its whole config, byte for byte, instead of one block per plugin and config'
 complete -c munin-async -s v -l verbose -d 'Log what happens (sessions, polls, cleanup)'
 complete -c munin-async -l debug -d 'Log every command or request (implies --verbose)'
 complete -c munin-async -l screen -d 'Log to stderr instead of syslog'

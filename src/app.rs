@@ -99,6 +99,7 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
         hostname,
         spoolfetch: cfg.spoolfetch,
         catchup: cfg.catchup,
+        form: cfg.form,
         interval_size: meta
             .interval_size()
             .unwrap_or(crate::meta::DEFAULT_INTERVAL_SIZE),
@@ -177,6 +178,7 @@ fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>)
                     crate::session::Catchup::Seconds(s) => Some(s),
                     crate::session::Catchup::Intervals(_) => None,
                 },
+                compat_output: cfg.form == crate::spoolfetch::Form::Records,
             };
             crate::authkeys::lines(forced, from, &keys)
                 .map_err(|e| format!("{}: {e}", key_file.display()))

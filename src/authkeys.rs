@@ -27,6 +27,8 @@ pub struct Forced<'a> {
     pub hostname: Option<&'a str>,
     /// `--catchup-window`, if given.
     pub catchup_window: Option<u64>,
+    /// `--compat-output`, if given.
+    pub compat_output: bool,
 }
 
 /// One `authorized_keys` line per public key in `keys` (the text of a `.pub` file, or of
@@ -43,6 +45,9 @@ pub fn lines(forced: Forced<'_>, from: Option<&str>, keys: &str) -> Result<Vec<S
     }
     if let Some(w) = forced.catchup_window {
         command.extend(["--catchup-window".to_string(), w.to_string()]);
+    }
+    if forced.compat_output {
+        command.push("--compat-output".to_string());
     }
     command.push("--spoolfetch".to_string());
     let mut options = OPTIONS.to_string();
@@ -130,6 +135,7 @@ mod tests {
             spooldir: Path::new(spool),
             hostname: None,
             catchup_window: None,
+            compat_output: false,
         }
     }
 
@@ -154,6 +160,7 @@ mod tests {
         let f = Forced {
             hostname: Some("node.example.org"),
             catchup_window: Some(3600),
+            compat_output: false,
             ..forced("/usr/bin/munin-async", "/srv/spool")
         };
         let got = lines(f, None, KEY).unwrap();

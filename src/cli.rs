@@ -9,6 +9,7 @@ use clap::Parser;
 
 use crate::log::{Level, LogOpts, Target};
 use crate::session::{Catchup, DEFAULT_CATCHUP};
+use crate::spoolfetch::Form;
 
 /// Where Debian keeps the spool.
 pub const DEFAULT_SPOOLDIR: &str = "/var/lib/munin-async";
@@ -65,6 +66,10 @@ pub struct AsyncOpts {
     /// no limit [default: 6 spool intervals, 6 days with Debian's settings].
     #[arg(long, value_name = "SECONDS")]
     pub catchup_window: Option<u64>,
+    /// Send spoolfetch replies as Perl's munin-async does, one block per sample with its
+    /// whole config, byte for byte, instead of one block per plugin and config.
+    #[arg(long)]
+    pub compat_output: bool,
     /// Logging.
     #[command(flatten)]
     pub log: LogOpts,
@@ -111,6 +116,8 @@ pub struct AsyncConfig {
     pub spoolfetch: bool,
     /// The catch-up window.
     pub catchup: Catchup,
+    /// How spoolfetch replies are laid out.
+    pub form: Form,
     /// Where logs go.
     pub log_target: Target,
     /// The most detailed level logged.
@@ -151,6 +158,11 @@ impl AsyncOpts {
             catchup: self
                 .catchup_window
                 .map_or(DEFAULT_CATCHUP, Catchup::Seconds),
+            form: if self.compat_output {
+                Form::Records
+            } else {
+                Form::Blocks
+            },
             log_target: self.log.target(),
             log_level: self.log.level(),
         })

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod authkeys;
+pub mod blocks;
 pub mod cleanup;
 pub mod cli;
 pub mod daemon;

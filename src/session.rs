@@ -7,13 +7,14 @@
 
 use std::io::{self, Read, Write};
 
+use crate::blocks::spoolfetch_blocks;
 use crate::line::{LineEnd, LineReader};
 use crate::log::Quoted;
 use crate::names::sanitise;
 use crate::protocol::{parse, Command, Since, MAX_COMMAND};
 use crate::record::{is_value_line, write_served_line};
 use crate::spool::Spool;
-use crate::spoolfetch::{newest_record, spoolfetch, Window};
+use crate::spoolfetch::{newest_record, spoolfetch, Form, Window};
 use crate::{log_debug, log_error, log_info, log_warn};
 
 /// How far one spoolfetch may reach past the oldest record it sends.
@@ -38,6 +39,8 @@ pub struct SessionConfig {
     pub spoolfetch: bool,
     /// The catch-up window.
     pub catchup: Catchup,
+    /// How spoolfetch replies are laid out.
+    pub form: Form,
     /// The spool's interval size, for [`Catchup::Intervals`].
     pub interval_size: u64,
     /// The current time, seconds since the epoch (injected for tests).
@@ -193,7 +196,13 @@ fn serve_spoolfetch<W: Write>(
     if let Some(complete) = spool.meta().ok().and_then(|m| m.complete_until()) {
         window.until = window.until.min(complete);
     }
-    let report = spoolfetch(spool, &files, window, out)?;
+    let report = match cfg.form {
+        Form::Records => spoolfetch(spool, &files, window, out)?,
+        Form::Blocks => {
+            let listed = spool.listed().unwrap_or_default();
+            spoolfetch_blocks(spool, &files, window, &listed, out)?
+        }
+    };
     // The reply went out whole: the master has every sample up to the newest sent.
     spool.record_cursor(report.newest.map_or(after, |n| n.max(after)));
     log_info!(

@@ -18,6 +18,9 @@ use crate::meta::SpoolMeta;
 use crate::names::IntervalFile;
 use crate::record::{RecordSink, ScanStats, Scanner, MAX_LINE};
 
+/// The file naming the plugins munin-asyncd found on the node, one line.
+pub const LIST_FILE: &str = "munin-daemon.list";
+
 /// Read buffer size for spool files.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -140,6 +143,27 @@ impl Spool {
             .collect();
         names.dedup();
         Ok(names)
+    }
+
+    /// The plugins munin-asyncd last found on the node, from `munin-daemon.list` (sanitised
+    /// names; Perl's munin-asyncd writes the file too). None when there is no such file.
+    /// Read through no symlink, and at most 1 MiB of it.
+    pub fn listed(&self) -> Option<std::collections::BTreeSet<String>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.dir.join(LIST_FILE))
+            .ok()?;
+        let mut bytes = Vec::new();
+        f.take(1 << 20).read_to_end(&mut bytes).ok()?;
+        Some(
+            bytes
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|n| !n.is_empty())
+                .map(crate::names::sanitise)
+                .collect(),
+        )
     }
 
     /// The path of an interval file.

@@ -19,6 +19,17 @@ use crate::{log_error, log_warn};
 /// overlaps with the reader draining the pipe (128 KiB writes were 40% slower).
 const OUT_CHUNK: usize = 128 * 1024;
 
+/// How a spoolfetch reply is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Per plugin and graph, one block per run of records with the same config: the
+    /// config once, then every value (see [`crate::blocks`]). Every listed plugin is named.
+    Blocks,
+    /// As Perl's munin-async: every record as it is in the spool, with its whole config
+    /// (`--compat-output`).
+    Records,
+}
+
 /// The records one spoolfetch sends: `after < t <= until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

@@ -259,7 +259,7 @@ impl SpoolWriter {
     pub fn write_list(&self, plugins: &[String]) -> Result<(), WriteError> {
         let names: Vec<String> = plugins.iter().map(|p| sanitise(p.as_bytes())).collect();
         self.replace_file(
-            "munin-daemon.list",
+            crate::spool::LIST_FILE,
             format!("{}\n", names.join(" ")).as_bytes(),
         )
     }

@@ -169,9 +169,16 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
         "{meta}"
     );
 
-    // Debian's Perl munin-async serves the same lines (it ignores complete_until).
+    // Debian's Perl munin-async serves the same lines (it ignores complete_until) as ours
+    // with --compat-output.
     let perl = perls(&copy, &["--spoolfetch"], "spoolfetch 0\n").stdout();
-    let mut a: Vec<&str> = reply.lines().collect();
+    let compat = ours(
+        &copy,
+        &["--spoolfetch", "--compat-output"],
+        "spoolfetch 0\n",
+    )
+    .stdout();
+    let mut a: Vec<&str> = compat.lines().collect();
     let mut b: Vec<&str> = perl.lines().collect();
     a.sort_unstable();
     b.sort_unstable();
@@ -589,7 +596,13 @@ fn a_fetch_without_values_is_spooled_with_its_config_and_keeps_the_connection() 
     thread::sleep(Duration::from_secs(4));
     stop(daemon);
     let log = fs::read_to_string(&log).unwrap();
-    let reply = ours(&spool, &["--spoolfetch"], "spoolfetch 0\n").stdout();
+    // Each record as spooled (the default reply puts equal configs in one block).
+    let reply = ours(
+        &spool,
+        &["--spoolfetch", "--compat-output"],
+        "spoolfetch 0\n",
+    )
+    .stdout();
     let blocks = reply
         .matches("multigraph novalue\ngraph_title No value yet\n")
         .count();
@@ -1052,6 +1065,8 @@ fn a_full_disk_leaves_no_partial_record_and_spooling_resumes_when_space_returns(
                 "--spoolfetch",
                 "--catchup-window",
                 "0",
+                // A block per record, to count the records.
+                "--compat-output",
                 "--screen",
             ],
             b"spoolfetch 0\n",

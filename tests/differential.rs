@@ -185,7 +185,7 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
     for service in &services {
         let dir = all.path().join(format!("only-{service}"));
         let perl = perls(&dir, &["--spoolfetch"], &input);
-        let rust = ours(&dir, &["--spoolfetch"], &input);
+        let rust = ours(&dir, &["--spoolfetch", "--compat-output"], &input);
         assert!(
             perl.status.success() && rust.status.success(),
             "{}",
@@ -210,7 +210,7 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
 
     // The whole spool: our reply is the per-plugin replies in name order.
     let perl = perls(all.path(), &["--spoolfetch"], &input);
-    let rust = ours(all.path(), &["--spoolfetch"], &input);
+    let rust = ours(all.path(), &["--spoolfetch", "--compat-output"], &input);
     let (pr, rr) = (replies(&perl.stdout()), replies(&rust.stdout()));
     assert_eq!(rr.len(), cursors.len());
     for (i, c) in cursors.iter().enumerate() {
@@ -259,7 +259,7 @@ fn sealed_records_are_read_alike_by_perl_and_by_us() {
     }
     let input = session_input(&cursors());
     let perl = perls(dir.path(), &["--spoolfetch"], &input);
-    let rust = ours(dir.path(), &["--spoolfetch"], &input);
+    let rust = ours(dir.path(), &["--spoolfetch", "--compat-output"], &input);
     assert!(perl
         .stdout()
         .contains(&format!("v.value {}:29", START + 29 * STEP)));
@@ -286,7 +286,7 @@ fn spools_our_writer_writes_are_served_alike_by_perl_and_by_us() {
             w.append(name, START + i * STEP, &body).unwrap();
         }
         let perl = perls(dir.path(), &["--spoolfetch"], &input);
-        let rust = ours(dir.path(), &["--spoolfetch"], &input);
+        let rust = ours(dir.path(), &["--spoolfetch", "--compat-output"], &input);
         assert!(
             perl.stdout().len() > 10_000,
             "{name}: too little to compare"

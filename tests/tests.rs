@@ -13,6 +13,7 @@ mod health;
 mod load;
 mod master;
 mod node_faults;
+mod reply_form;
 mod security;
 mod session;
 mod soak;

@@ -9,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use munin_async::record::write_sealed;
 use munin_async::session::{run, Catchup, SessionConfig};
 use munin_async::spool::Spool;
+use munin_async::spoolfetch::Form;
 
 fn spool() -> &'static (tempfile::TempDir, Spool) {
     static SPOOL: OnceLock<(tempfile::TempDir, Spool)> = OnceLock::new();
@@ -37,6 +38,11 @@ fuzz_target!(|data: &[u8]| {
         hostname: "fuzz".into(),
         spoolfetch: true,
         catchup: Catchup::Intervals(2),
+        form: if data.first().is_some_and(|b| b & 1 == 1) {
+            Form::Records
+        } else {
+            Form::Blocks
+        },
         interval_size: 3600,
         clock: || 10_000,
     };
