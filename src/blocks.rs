@@ -10,7 +10,7 @@
 //!
 //! A plugin's graphs are laid out one after the other. The first streams to the master
 //! as the plugin's files are read; the others (multigraph children, a few values each) are
-//! held in memory meanwhile, up to 32 MiB in all; a graph past that is read again in a
+//! held in memory meanwhile, up to 4 MiB in all; a graph past that is read again in a
 //! pass of its own, so memory stays bounded whatever the backlog.
 //!
 //! Every plugin the node still lists (`munin-daemon.list`) is named in every reply: one
@@ -55,7 +55,7 @@ fn config_only(body: &[u8], out: &mut Vec<u8>) {
 
 /// Most bytes of a plugin's later graphs held in memory while its first graph streams
 /// out; a graph past it is dropped from memory and written by a pass of its own.
-const HELD_MAX: usize = 32 << 20;
+const HELD_MAX: usize = 4 << 20;
 
 /// One graph's output: its blocks, in time order.
 struct GraphOut {
@@ -336,11 +336,11 @@ fn blocks_holding<W: Write>(
                 for g in others {
                     if g.overflow {
                         left.push(g.graph);
-                    } else {
-                        buf.extend_from_slice(&g.held);
-                        if buf.len() >= OUT_CHUNK {
-                            out.write_all(&buf)?;
-                            buf.clear();
+                    } else if !g.held.is_empty() {
+                        out.write_all(&buf)?;
+                        buf.clear();
+                        for chunk in g.held.chunks(OUT_CHUNK) {
+                            out.write_all(chunk)?;
                         }
                     }
                 }
