@@ -199,7 +199,12 @@ fn serve_spoolfetch<W: Write>(
     let report = match cfg.form {
         Form::Records => spoolfetch(spool, &files, window, out)?,
         Form::Blocks => {
-            let listed = spool.listed().unwrap_or_default();
+            let mut listed = spool.listed().unwrap_or_default();
+            // munin-asyncd's own health plugin is not in munin-node's list, but is a
+            // graph of this host all the same.
+            if files.iter().any(|f| f.service == crate::health::PLUGIN) {
+                listed.insert(crate::health::PLUGIN.to_string());
+            }
             spoolfetch_blocks(spool, &files, window, &listed, out)?
         }
     };

@@ -98,6 +98,17 @@ fn the_daemons_own_health_is_spooled_and_graphed_by_munin_update() {
     let lag = value("munin_asyncd_lag", "lag");
     assert!((0.0..30.0).contains(&lag), "{h:?}");
 
+    // With nothing newer than the master's cursor, the reply still names every graph of
+    // the host, the daemon's own included (config only), so none vanishes from the pages.
+    let later = ours(&spool, &["--spoolfetch"], "spoolfetch 99999999999\n").stdout();
+    for graph in ["alpha", "silent", "munin_asyncd_polls", "munin_asyncd_lag"] {
+        assert!(
+            later.contains(&format!("multigraph {graph}\n")),
+            "{graph}:\n{later}"
+        );
+    }
+    assert!(!later.contains(".value"), "{later}");
+
     // Debian's munin-update takes it in like any plugin.
     ingest_spool(work.path(), &spool);
     let db = work.path().join("db/e2e");
