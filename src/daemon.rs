@@ -29,8 +29,8 @@ use crate::app::system_clock;
 use crate::daemon_cli::DaemonConfig;
 use crate::health::{parse_cursor, Dropped, Health, Outcome, CURSOR_FILE, PLUGIN};
 use crate::log::Quoted;
-use crate::meta::SpoolMeta;
-use crate::names::{parse_decimal, sanitise};
+use crate::meta::{key, SpoolMeta};
+use crate::names::sanitise;
 use crate::node::{NodeConn, NodeError};
 use crate::record::is_value_line;
 use crate::schedule::{next_slot, rate_in_config, Schedule};
@@ -657,8 +657,7 @@ impl Coordinator<'_> {
                             .copied(),
                         took: self.spools[spool]
                             .before
-                            .get(&format!("poll_ms/{name}"))
-                            .and_then(|v| parse_decimal(v.trim_ascii()))
+                            .poll_ms(name)
                             .map(Duration::from_millis),
                     });
                     self.by_name.insert((spool, name.clone()), id);
@@ -857,28 +856,28 @@ impl Coordinator<'_> {
             }
             let mut pairs = vec![
                 (
-                    "hostname".to_string(),
+                    key::HOSTNAME.to_string(),
                     if spool.hostname.is_empty() {
                         "unknown".to_string()
                     } else {
                         spool.hostname.clone()
                     },
                 ),
-                ("interval_size".to_string(), self.cfg.interval.to_string()),
-                ("interval_keep".to_string(), self.cfg.retain.to_string()),
-                ("lastruntime".to_string(), now.to_string()),
-                ("complete_until".to_string(), complete.to_string()),
+                (
+                    key::INTERVAL_SIZE.to_string(),
+                    self.cfg.interval.to_string(),
+                ),
+                (key::INTERVAL_KEEP.to_string(), self.cfg.retain.to_string()),
+                (key::LAST_RUN_TIME.to_string(), now.to_string()),
+                (key::COMPLETE_UNTIL.to_string(), complete.to_string()),
             ];
             for (_, p) in mine.filter(|(_, p)| p.listed) {
-                pairs.push((format!("plugin_rates/{}", p.name), p.rate.to_string()));
+                pairs.push((key::plugin_rate(&p.name), p.rate.to_string()));
                 if let Some(took) = p.took {
-                    pairs.push((format!("poll_ms/{}", p.name), took.as_millis().to_string()));
+                    pairs.push((key::poll_ms(&p.name), took.as_millis().to_string()));
                 }
                 if let Some(t) = p.last {
-                    pairs.push((
-                        format!("last-timestamp.{}", sanitise(p.name.as_bytes())),
-                        t.to_string(),
-                    ));
+                    pairs.push((key::last_timestamp(&p.name), t.to_string()));
                 }
             }
             match spool.writer.write_meta(&pairs) {

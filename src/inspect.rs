@@ -126,6 +126,7 @@ pub fn inspect(spool: &Spool) -> Result<SpoolReport, SpoolError> {
                 }
                 times.entry(f.service.clone()).or_default().extend(sink.0);
             }
+            let rates = meta.plugin_rates();
             for (service, mut ts) in times {
                 let Some(p) = by_service.get_mut(&service) else {
                     continue;
@@ -135,10 +136,7 @@ pub fn inspect(spool: &Spool) -> Result<SpoolReport, SpoolError> {
                 p.oldest = ts.first().copied();
                 p.newest = ts.last().copied();
                 let steps: Vec<u64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
-                let declared = meta
-                    .get(&format!("plugin_rates/{service}"))
-                    .and_then(|v| crate::names::parse_decimal(v.trim_ascii()))
-                    .filter(|&r| r > 0);
+                let declared = rates.get(&service).copied();
                 p.rate = declared.or_else(|| steps.iter().copied().filter(|&s| s > 0).min());
                 if let Some(rate) = p.rate {
                     p.gaps = steps.iter().filter(|&&s| s * 2 > rate * 3).count() as u64;
@@ -248,6 +246,39 @@ pub fn render(dir: &std::path::Path, r: &SpoolReport) -> String {
 mod tests {
     use super::*;
     use crate::record::write_sealed;
+
+    /// The daemon keeps a plugin's rate under the name munin-node lists (`if_eth0.1`), the
+    /// files under the sanitised one (`if_eth0_1`): --inspect must find the rate anyway.
+    #[test]
+    fn the_declared_rate_of_a_plugin_whose_name_needs_sanitising_is_found() {
+        use crate::meta::key;
+        use crate::writer::{record_body, Durability, SpoolWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let w = SpoolWriter::open(dir.path(), 86_400, Durability::Kernel).unwrap();
+        for plugin in ["if_eth0.1", "cpu"] {
+            let service = crate::names::sanitise(plugin.as_bytes());
+            // Samples 30 s apart, but the plugin declares 60 s: a gap-free rate of 30
+            // would mean the declaration was not read.
+            for t in [86_400u64, 86_430, 86_460, 86_520] {
+                let mut body = Vec::new();
+                record_body(&service, [&b"v.label v"[..], b"v.value 1"], &mut body);
+                w.append(plugin, t, &body).unwrap();
+            }
+        }
+        w.write_meta(&[
+            (key::HOSTNAME.into(), "node.example.org".into()),
+            (key::plugin_rate("if_eth0.1"), "60".into()),
+            (key::plugin_rate("cpu"), "60".into()),
+        ])
+        .unwrap();
+        let r = inspect(&Spool::open(dir.path()).unwrap()).unwrap();
+        let rates: Vec<(&str, Option<u64>)> = r
+            .plugins
+            .iter()
+            .map(|p| (p.service.as_str(), p.rate))
+            .collect();
+        assert_eq!(rates, [("cpu", Some(60)), ("if_eth0_1", Some(60))]);
+    }
 
     #[test]
     fn utc_dates() {

@@ -27,6 +27,46 @@ pub const MAX_INTERVAL_SIZE: u64 = 366 * 86_400;
 /// Largest interval count we accept from the file.
 pub const MAX_INTERVAL_KEEP: u64 = 100_000;
 
+/// Every SPOOL-META key, defined once for the writer (munin-asyncd), the reader
+/// (munin-async) and `--inspect`.
+pub mod key {
+    /// The name munin-async greets the master with (Perl's).
+    pub const HOSTNAME: &str = "hostname";
+    /// Seconds per interval file (Perl's).
+    pub const INTERVAL_SIZE: &str = "interval_size";
+    /// Interval files kept (Perl's).
+    pub const INTERVAL_KEEP: &str = "interval_keep";
+    /// When the daemon last wrote the file (Perl's).
+    pub const LAST_RUN_TIME: &str = "lastruntime";
+    /// Every sample at or before this time is in the spool or has failed (ours).
+    pub const COMPLETE_UNTIL: &str = "complete_until";
+    /// The prefix of a plugin's own `update_rate` (Perl's, with the plugin's name as
+    /// munin-node lists it, not sanitised).
+    pub const PLUGIN_RATE_PREFIX: &str = "plugin_rates/";
+    /// The prefix of how long a plugin's last poll took, in ms (ours; the plugin's name).
+    pub const POLL_MS_PREFIX: &str = "poll_ms/";
+    /// The prefix of a plugin's newest sample (the development branch's; sanitised name).
+    pub const LAST_TIMESTAMP_PREFIX: &str = "last-timestamp.";
+
+    /// `plugin_rates/<plugin>`.
+    pub fn plugin_rate(plugin: &str) -> String {
+        format!("{PLUGIN_RATE_PREFIX}{plugin}")
+    }
+
+    /// `poll_ms/<plugin>`.
+    pub fn poll_ms(plugin: &str) -> String {
+        format!("{POLL_MS_PREFIX}{plugin}")
+    }
+
+    /// `last-timestamp.<plugin, sanitised>`.
+    pub fn last_timestamp(plugin: &str) -> String {
+        format!(
+            "{LAST_TIMESTAMP_PREFIX}{}",
+            crate::names::sanitise(plugin.as_bytes())
+        )
+    }
+}
+
 /// The parsed metadata: the raw `key:value` pairs in file order.
 #[derive(Debug, Default, Clone)]
 pub struct SpoolMeta {
@@ -96,28 +136,51 @@ impl SpoolMeta {
     /// The host name the spool was written for, when it is usable in a greeting: non-empty,
     /// printable ASCII without spaces.
     pub fn hostname(&self) -> Result<Option<&str>, BadValue> {
-        match self.get("hostname") {
+        match self.get(key::HOSTNAME) {
             None | Some(b"") => Ok(None),
             Some(v) if is_hostname(v) => Ok(std::str::from_utf8(v).ok()),
-            Some(v) => Err(bad("hostname", v)),
+            Some(v) => Err(bad(key::HOSTNAME, v)),
         }
     }
 
     /// `complete_until`: every sample taken at or before this time is in the spool or
     /// known to have failed (written by our munin-asyncd; Perl's never writes it).
     pub fn complete_until(&self) -> Option<u64> {
-        self.get("complete_until")
+        self.get(key::COMPLETE_UNTIL)
             .and_then(|v| crate::names::parse_decimal(v.trim_ascii()))
     }
 
     /// `interval_size`, else the default.
     pub fn interval_size(&self) -> Result<u64, BadValue> {
-        self.bounded("interval_size", DEFAULT_INTERVAL_SIZE, MAX_INTERVAL_SIZE)
+        self.bounded(key::INTERVAL_SIZE, DEFAULT_INTERVAL_SIZE, MAX_INTERVAL_SIZE)
     }
 
     /// `interval_keep`, else the default.
     pub fn interval_keep(&self) -> Result<u64, BadValue> {
-        self.bounded("interval_keep", DEFAULT_INTERVAL_KEEP, MAX_INTERVAL_KEEP)
+        self.bounded(key::INTERVAL_KEEP, DEFAULT_INTERVAL_KEEP, MAX_INTERVAL_KEEP)
+    }
+
+    /// Each plugin's declared `update_rate` (`plugin_rates/<plugin>`), by its sanitised
+    /// name, as the spool files name it. The keys hold the name munin-node lists
+    /// (`if_eth0.1`), the files the sanitised one (`if_eth0_1`). Unusable values are left
+    /// out; the first key for a name wins, as for every key.
+    pub fn plugin_rates(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut rates = std::collections::BTreeMap::new();
+        for (k, v) in &self.pairs {
+            let Some(name) = k.strip_prefix(key::PLUGIN_RATE_PREFIX.as_bytes()) else {
+                continue;
+            };
+            if let Some(rate) = parse_decimal(v.trim_ascii()).filter(|&r| r > 0) {
+                rates.entry(crate::names::sanitise(name)).or_insert(rate);
+            }
+        }
+        rates
+    }
+
+    /// How long the plugin's last poll took (`poll_ms/<plugin>`), in ms.
+    pub fn poll_ms(&self, plugin: &str) -> Option<u64> {
+        self.get(&key::poll_ms(plugin))
+            .and_then(|v| parse_decimal(v.trim_ascii()))
     }
 
     fn bounded(&self, key: &'static str, default: u64, max: u64) -> Result<u64, BadValue> {
