@@ -23,8 +23,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 step "fuzz targets: build and run ${FUZZ_SECONDS:-20} s each"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
-step "cargo test"
-cargo test --locked
+step "cargo test, both tiers (--include-ignored: the tests that need root and Debian's munin too)"
+cargo test --locked -- --include-ignored
 
 step "the main job: scripts/demo.sh (20 s of spooling)"
 DEMO_SECONDS=20 bash scripts/demo.sh

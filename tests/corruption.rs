@@ -65,6 +65,7 @@ fn all_served(spool: &Path) -> (BTreeSet<(String, u64)>, String) {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn damaged_records_are_skipped_counted_and_logged_and_the_daemon_goes_on() {
     let plugins: Vec<(String, String)> = ["flip", "cut", "garbage", "meta"]
         .iter()

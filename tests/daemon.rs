@@ -78,6 +78,7 @@ fn value_times(reply: &str) -> BTreeMap<(String, String), Vec<u64>> {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn spools_a_real_munin_node_on_each_plugins_schedule() {
     let node = PrivateNode::start(&[
         ("fast", FAST),
@@ -311,6 +312,7 @@ pub fn pairs(reply: &str) -> Vec<(String, u64)> {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn a_reader_moving_its_cursor_like_the_master_gets_every_sample_exactly_once() {
     // Fetches of different lengths finish out of order: the race Perl's spool loses to.
     let delays = ["0", "0.3", "0.7", "1.5", "0.1", "0"];
@@ -397,6 +399,7 @@ fn a_reader_moving_its_cursor_like_the_master_gets_every_sample_exactly_once() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn munin_node_down_at_start_is_waited_for_and_logged_once() {
     let port = free_port();
     let work = tempdir();
@@ -565,6 +568,7 @@ fn faulty_plugins_never_move_a_good_one_off_its_slots() {
 /// as Perl does, so the master learns the graph at once; it is no fault: nothing is logged
 /// and the connection is kept.
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn a_fetch_without_values_is_spooled_with_its_config_and_keeps_the_connection() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -784,6 +788,7 @@ fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
 /// (`munin-async --spoolfetch` on the spool directory) serves them unchanged; the virtual
 /// node gets a directory of its own.
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
     let (own, virt) = (simple_plugin("Own"), simple_plugin("Virtual"));
     let node = PrivateNode::start_with(
@@ -885,6 +890,7 @@ fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn one_daemon_spools_several_munin_nodes_from_a_config_file() {
     let (a_script, b_script) = (simple_plugin("A"), simple_plugin("B"));
     let a = PrivateNode::start(&[("alpha", &a_script)]);
@@ -936,6 +942,7 @@ fn one_daemon_spools_several_munin_nodes_from_a_config_file() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn max_spool_size_drops_the_oldest_finished_files_and_says_so() {
     let script = simple_plugin("A");
     let node = PrivateNode::start(&[("alpha", &script)]);
@@ -1023,6 +1030,7 @@ fn a_wrong_config_file_is_refused_naming_file_line_and_setting() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn a_full_disk_leaves_no_partial_record_and_spooling_resumes_when_space_returns() {
     require("/usr/bin/nsenter", "util-linux");
     let node = PrivateNode::start(&[("big", BIG)]);

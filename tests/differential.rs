@@ -151,6 +151,7 @@ fn session_input(cursors: &[u64]) -> String {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
     let all = tempdir();
     let names = shapes();
@@ -228,6 +229,7 @@ fn every_plugin_alone_is_served_byte_for_byte_like_perl() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn sealed_records_are_read_alike_by_perl_and_by_us() {
     // What our writer will write: Perl's reader must serve it unchanged.
     let dir = tempdir();
@@ -267,6 +269,7 @@ fn sealed_records_are_read_alike_by_perl_and_by_us() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn spools_our_writer_writes_are_served_alike_by_perl_and_by_us() {
     use munin_async::writer::{record_body, Durability, SpoolWriter};
     let input = session_input(&cursors());
@@ -292,5 +295,55 @@ fn spools_our_writer_writes_are_served_alike_by_perl_and_by_us() {
             "{name}: too little to compare"
         );
         assert_eq!(rust.stdout(), perl.stdout(), "{name}");
+    }
+}
+
+/// The classic spools the tests without Debian's munin write (`classic_spool`) are what
+/// Perl's SpoolWriter writes, byte for byte, for every record shape.
+#[test]
+#[ignore = "needs Debian's munin-async (Perl's SpoolWriter): scripts/test.sh runs it"]
+fn the_tests_classic_writer_writes_what_perls_writes() {
+    let (perl, ours) = (tempdir(), tempdir());
+    write_spool(perl.path(), &shapes());
+    let mut samples = Vec::new();
+    let shapes = shapes();
+    for i in 0..COUNT {
+        for (name, lines) in &shapes {
+            samples.push(Sample {
+                time: START + i * STEP,
+                plugin: name,
+                lines: lines(i),
+            });
+        }
+    }
+    classic_spool(ours.path(), INTERVAL, "diff.example.org", &samples);
+    let files = |d: &Path| -> BTreeMap<String, Vec<u8>> {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (mut p, mut o) = (files(perl.path()), files(ours.path()));
+    let meta = |b: Vec<u8>| -> BTreeMap<String, String> {
+        String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        meta(p.remove("SPOOL-META").unwrap()),
+        meta(o.remove("SPOOL-META").unwrap())
+    );
+    assert_eq!(p.keys().collect::<Vec<_>>(), o.keys().collect::<Vec<_>>());
+    for (name, bytes) in &p {
+        assert!(bytes == &o[name], "{name} differs");
     }
 }

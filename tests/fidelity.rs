@@ -239,6 +239,7 @@ fn without_values(spool: &Path) -> BTreeSet<String> {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn every_plugin_debian_enables_reaches_the_master_as_if_polled_directly() {
     require(MUNIN_UPDATE, "munin");
     require("/usr/bin/rrdtool", "rrdtool");

@@ -177,6 +177,51 @@ pub fn perl_spool(spool: &Path, interval: u64, hostname: &str, samples: &[Sample
     );
 }
 
+/// Writes samples in the classic format exactly as Debian's `Munin::Node::SpoolWriter`
+/// does (the name sanitised, `timestamp T`, `multigraph NAME` unless the output starts
+/// with one, every line but blank and `.` ones), and its SPOOL-META keys. For the tests
+/// that must run without Debian's munin; `differential.rs` checks it against Perl's writer
+/// byte for byte.
+pub fn classic_spool(spool: &Path, interval: u64, hostname: &str, samples: &[Sample]) {
+    fs::create_dir_all(spool).unwrap();
+    let meta_path = spool.join("SPOOL-META");
+    let mut meta: Vec<(String, String)> = fs::read_to_string(&meta_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in [
+        ("interval_size", interval.to_string()),
+        ("interval_keep", "7".to_string()),
+        ("hostname", hostname.to_string()),
+    ] {
+        meta.retain(|(key, _)| key != k);
+        meta.push((k.to_string(), v));
+    }
+    let text: String = meta.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    fs::write(&meta_path, text).unwrap();
+    for s in samples {
+        let service = munin_async::names::sanitise(s.plugin.as_bytes());
+        let start = s.time - s.time % interval;
+        let path = spool.join(format!("munin-daemon.{service}.{start}.{interval}"));
+        let mut out = format!("timestamp {}\n", s.time);
+        if !s.lines.first().is_some_and(|l| l.starts_with("multigraph")) {
+            out += &format!("multigraph {service}\n");
+        }
+        for l in s.lines.iter().filter(|l| !l.is_empty() && *l != ".") {
+            out += l;
+            out.push('\n');
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(out.as_bytes()).unwrap();
+    }
+}
+
 /// Lines from a slice of string literals.
 pub fn lines(l: &[&str]) -> Vec<String> {
     l.iter().map(|s| s.to_string()).collect()

@@ -231,6 +231,7 @@ fn check_rrds(m: &Master) {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn munin_update_ingests_over_cmd() {
     let m = setup();
     let address = format!(
@@ -369,6 +370,7 @@ fn ssh_options(m: &Master) -> String {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn munin_update_ingests_over_ssh_with_the_forced_command() {
     let m = setup();
     let sshd = start_sshd(&m);
@@ -387,6 +389,7 @@ fn munin_update_ingests_over_ssh_with_the_forced_command() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn a_shell_command_over_the_key_gets_munin_async_never_a_shell() {
     let m = setup();
     let sshd = start_sshd(&m);

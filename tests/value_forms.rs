@@ -80,6 +80,7 @@ fn number(s: &str) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn a_negative_value_reaches_the_rrd() {
     let ((time, value), at, sampled) = through_the_chain("-42.5");
     assert_eq!(at, sampled);
@@ -87,6 +88,7 @@ fn a_negative_value_reaches_the_rrd() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn an_exponent_value_reaches_the_rrd() {
     let ((time, value), at, sampled) = through_the_chain("1e-5");
     assert_eq!((time, at), (sampled, sampled));
@@ -94,6 +96,7 @@ fn an_exponent_value_reaches_the_rrd() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn an_n_colon_value_reaches_the_rrd_at_the_time_it_was_taken() {
     let ((time, value), at, sampled) = through_the_chain("N:7");
     assert_eq!(at, sampled);
@@ -101,6 +104,7 @@ fn an_n_colon_value_reaches_the_rrd_at_the_time_it_was_taken() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn an_unknown_value_reaches_the_rrd_as_unknown() {
     let ((time, value), at, sampled) = through_the_chain("U");
     assert_eq!(at, sampled);
@@ -108,6 +112,7 @@ fn an_unknown_value_reaches_the_rrd_as_unknown() {
 }
 
 #[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn a_value_with_its_own_time_keeps_that_time() {
     // A time of the plugin's own, 7 seconds before it is asked (as plugins that read a
     // log or a remote device do).
