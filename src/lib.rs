@@ -1,33 +1,31 @@
-//! Munin's asynchronous proxy node: `munin-async` serves a spool directory to a Munin
-//! master over the munin-node protocol on stdin/stdout, and `munin-asyncd` (to come)
-//! fills that spool by polling munin-node.
+//! Munin's asynchronous proxy node: `munin-asyncd` polls munin-node and spools every
+//! sample; `munin-async` serves the spool to a Munin master over the munin-node protocol.
 //!
-//! The spool format is Debian's Munin 2.0 layout; see `docs/spool-format.md` and
-//! `docs/protocol.md` in the source tree.
+//! One sample's way from munin-node to the master, through the modules:
+//!
+//! 1. [`asyncd::daemon`] finds the plugin `load` due on its [`asyncd::schedule`] and hands
+//!    it to a worker, which asks munin-node `config load` and `fetch load` over an
+//!    [`asyncd::node`] connection.
+//! 2. The worker writes the answer as one sealed record with [`spool::writer`] (format:
+//!    [`spool::record`]) into `munin-daemon.load.<interval>.<size>` ([`spool::names`]);
+//!    the coordinator publishes `complete_until` in `SPOOL-META` ([`spool::meta`]).
+//! 3. The master runs munin-async over ssh. [`serve::app`] opens the spool
+//!    ([`spool::reader`]) and runs a [`serve::session`]: the master asks `spoolfetch N`
+//!    ([`serve::protocol`]).
+//! 4. [`serve::blocks`] reads every record newer than N (up to `complete_until`, within the
+//!    catch-up window of [`serve::spoolfetch`]), checks each record's seal with the
+//!    [`spool::record`] scanner, and sends each plugin's config once and then its values,
+//!    each with the time it was taken, through [`serve::output`].
+//! 5. Later, [`spool::cleanup`] removes the interval file once it is old enough.
+//!
+//! [`util`] holds what both programs use: bounded line reading, logging, the clock and
+//! exit codes. Neither program's modules import the other's; what both need of the spool
+//! is in [`spool`]. `docs/spool-format.md`, `docs/protocol.md` and `docs/daemon.md` in
+//! the source tree describe the format, the protocol and the daemon.
 
 #![deny(missing_docs)]
 
-pub mod app;
-pub mod authkeys;
-pub mod blocks;
-pub mod cleanup;
-pub mod cli;
-pub mod daemon;
-pub mod daemon_cli;
-pub mod fanout;
-pub mod health;
-pub mod inspect;
-pub mod line;
-pub mod log;
-pub mod meta;
-pub mod names;
-pub mod node;
-pub mod output;
-pub mod protocol;
-pub mod record;
-pub mod schedule;
-pub mod session;
-pub mod signals;
+pub mod asyncd;
+pub mod serve;
 pub mod spool;
-pub mod spoolfetch;
-pub mod writer;
+pub mod util;

@@ -245,7 +245,7 @@ fn sealed_records_are_read_alike_by_perl_and_by_us() {
             "multigraph sealed\ngraph_title sealed\nv.label v\nv.value {i}\nw.value {}:{i}\nu.value U\n",
             t - 3
         );
-        munin_async::record::write_sealed(
+        munin_async::spool::record::write_sealed(
             t,
             body.as_bytes(),
             files.entry(t - t % INTERVAL).or_default(),
@@ -271,7 +271,7 @@ fn sealed_records_are_read_alike_by_perl_and_by_us() {
 #[test]
 #[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn spools_our_writer_writes_are_served_alike_by_perl_and_by_us() {
-    use munin_async::writer::{record_body, Durability, SpoolWriter};
+    use munin_async::spool::writer::{record_body, Durability, SpoolWriter};
     let input = session_input(&cursors());
     for (name, lines) in shapes() {
         let dir = tempdir();
@@ -281,7 +281,7 @@ fn spools_our_writer_writes_are_served_alike_by_perl_and_by_us() {
             ("interval_size".into(), INTERVAL.to_string()),
         ])
         .unwrap();
-        let service = munin_async::names::sanitise(name.as_bytes());
+        let service = munin_async::spool::names::sanitise(name.as_bytes());
         for i in 0..COUNT {
             let output = lines(i);
             let mut body = Vec::new();

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use munin_async::cli::AsyncOpts;
-use munin_async::daemon_cli::AsyncdOpts;
+use munin_async::asyncd::cli::AsyncdOpts;
+use munin_async::serve::cli::AsyncOpts;
 
 fn man(cmd: clap::Command) -> Vec<u8> {
     let mut out = Vec::new();

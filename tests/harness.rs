@@ -202,7 +202,7 @@ pub fn classic_spool(spool: &Path, interval: u64, hostname: &str, samples: &[Sam
     let text: String = meta.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     fs::write(&meta_path, text).unwrap();
     for s in samples {
-        let service = munin_async::names::sanitise(s.plugin.as_bytes());
+        let service = munin_async::spool::names::sanitise(s.plugin.as_bytes());
         let start = s.time - s.time % interval;
         let path = spool.join(format!("munin-daemon.{service}.{start}.{interval}"));
         let mut out = format!("timestamp {}\n", s.time);

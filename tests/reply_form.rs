@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use munin_async::writer::{record_body, Durability, SpoolWriter};
+use munin_async::spool::writer::{record_body, Durability, SpoolWriter};
 
 use crate::harness::*;
 use crate::master::{master_dirs, munin_update_in, rrdtool};

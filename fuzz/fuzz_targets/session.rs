@@ -6,10 +6,10 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use munin_async::record::write_sealed;
-use munin_async::session::{run, Catchup, SessionConfig};
+use munin_async::serve::session::{run, Catchup, SessionConfig};
+use munin_async::serve::spoolfetch::Form;
+use munin_async::spool::record::write_sealed;
 use munin_async::spool::Spool;
-use munin_async::spoolfetch::Form;
 
 fn spool() -> &'static (tempfile::TempDir, Spool) {
     static SPOOL: OnceLock<(tempfile::TempDir, Spool)> = OnceLock::new();

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use munin_async::meta::SpoolMeta;
+use munin_async::spool::meta::SpoolMeta;
 
 fuzz_target!(|data: &[u8]| {
     let m = SpoolMeta::parse(data);

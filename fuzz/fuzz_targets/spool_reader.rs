@@ -4,8 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use munin_async::line::{Block, LineReader};
-use munin_async::record::{write_served_line, Epoch, RecordSink, ScanStats, Scanner, MAX_LINE};
+use munin_async::spool::record::{
+    write_served_line, Epoch, RecordSink, ScanStats, Scanner, MAX_LINE,
+};
+use munin_async::util::line::{Block, LineReader};
 
 struct Sink {
     after: u64,

@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use munin_async::cli::{exit, AsyncOpts};
+use munin_async::serve::cli::AsyncOpts;
+use munin_async::util::exit;
 
 fn main() -> ExitCode {
     match AsyncOpts::parse().into_config() {
-        Ok(cfg) => munin_async::app::run(cfg),
+        Ok(cfg) => munin_async::serve::app::run(cfg),
         Err(msg) => {
             eprintln!("munin-async: {msg}");
             ExitCode::from(exit::USAGE)

@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use munin_async::cli::exit;
-use munin_async::daemon_cli::AsyncdOpts;
-use munin_async::{daemon, log, log_error, signals};
+use munin_async::asyncd::cli::AsyncdOpts;
+use munin_async::asyncd::{daemon, signals};
+use munin_async::log_error;
+use munin_async::util::exit;
+use munin_async::util::log;
 
 fn main() -> ExitCode {
     let cfgs = match AsyncdOpts::parse().into_configs() {

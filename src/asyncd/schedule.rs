@@ -27,7 +27,7 @@ pub struct Rate {
 pub fn parse_update_rate(value: &[u8]) -> Option<Rate> {
     let value = value.trim_ascii();
     let ndigits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-    let n = crate::names::parse_decimal(&value[..ndigits])?;
+    let n = crate::spool::names::parse_decimal(&value[..ndigits])?;
     let mut rest = &value[ndigits..];
     let unit = match rest.first() {
         Some(b's') => 1,

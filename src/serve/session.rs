@@ -7,14 +7,14 @@
 
 use std::io::{self, Read, Write};
 
-use crate::blocks::spoolfetch_blocks;
-use crate::line::{LineEnd, LineReader};
-use crate::log::Quoted;
-use crate::names::sanitise;
-use crate::protocol::{parse, Command, Since, MAX_COMMAND};
-use crate::record::{is_value_line, write_served_line};
+use crate::serve::blocks::spoolfetch_blocks;
+use crate::serve::protocol::{parse, Command, Since, MAX_COMMAND};
+use crate::serve::spoolfetch::{newest_record, spoolfetch, Form, Window};
+use crate::spool::names::sanitise;
+use crate::spool::record::{is_value_line, write_served_line};
 use crate::spool::Spool;
-use crate::spoolfetch::{newest_record, spoolfetch, Form, Window};
+use crate::util::line::{LineEnd, LineReader};
+use crate::util::log::Quoted;
 use crate::{log_debug, log_error, log_info, log_warn};
 
 /// How far one spoolfetch may reach past the oldest record it sends.
@@ -202,8 +202,11 @@ fn serve_spoolfetch<W: Write>(
             let mut listed = spool.listed().unwrap_or_default();
             // munin-asyncd's own health plugin is not in munin-node's list, but is a
             // graph of this host all the same.
-            if files.iter().any(|f| f.service == crate::health::PLUGIN) {
-                listed.insert(crate::health::PLUGIN.to_string());
+            if files
+                .iter()
+                .any(|f| f.service == crate::spool::HEALTH_PLUGIN)
+            {
+                listed.insert(crate::spool::HEALTH_PLUGIN.to_string());
             }
             spoolfetch_blocks(spool, &files, window, &listed, out)?
         }

@@ -3,22 +3,16 @@
 use std::io;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cleanup::cleanup;
-use crate::cli::{exit, AsyncConfig, Mode};
-use crate::log;
-use crate::output::ThreadedWriter;
-use crate::session::{self, SessionConfig, SessionError};
+use crate::serve::cli::{AsyncConfig, Mode};
+use crate::serve::output::ThreadedWriter;
+use crate::serve::session::{self, SessionConfig, SessionError};
+use crate::spool::cleanup::cleanup;
 use crate::spool::Spool;
+use crate::util::clock::system_clock;
+use crate::util::exit;
+use crate::util::log;
 use crate::{log_error, log_info, log_warn};
-
-/// Seconds since the epoch, from the system clock.
-pub fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The system's host name, as Perl's `Sys::Hostname` gives it.
 pub fn system_hostname() -> String {
@@ -26,7 +20,7 @@ pub fn system_hostname() -> String {
         .or_else(|_| std::fs::read("/etc/hostname"))
         .ok()
         .map(|b| b.trim_ascii().to_vec())
-        .filter(|b| crate::meta::is_hostname(b))
+        .filter(|b| crate::spool::meta::is_hostname(b))
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_else(|| "localhost".to_string())
 }
@@ -63,16 +57,16 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
         (Ok(size), Ok(keep)) => size.saturating_mul(keep),
         (Err(e), _) | (_, Err(e)) => {
             log_warn!("{e} in {}; using the defaults", spool.dir().display());
-            crate::meta::DEFAULT_INTERVAL_SIZE * crate::meta::DEFAULT_INTERVAL_KEEP
+            crate::spool::meta::DEFAULT_INTERVAL_SIZE * crate::spool::meta::DEFAULT_INTERVAL_KEEP
         }
     };
     let cleanup_after = match cfg.mode {
         Mode::CleanupOnly => return run_cleanup(&spool, max_age, target),
         Mode::Serve { cleanup } => cleanup,
         Mode::Inspect => {
-            return match crate::inspect::inspect(&spool) {
+            return match crate::serve::inspect::inspect(&spool) {
                 Ok(report) => {
-                    print!("{}", crate::inspect::render(spool.dir(), &report));
+                    print!("{}", crate::serve::inspect::render(spool.dir(), &report));
                     ExitCode::from(if report.is_clean() {
                         exit::OK
                     } else {
@@ -102,7 +96,7 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
         form: cfg.form,
         interval_size: meta
             .interval_size()
-            .unwrap_or(crate::meta::DEFAULT_INTERVAL_SIZE),
+            .unwrap_or(crate::spool::meta::DEFAULT_INTERVAL_SIZE),
         clock: system_clock,
     };
     widen_stdout_pipe();
@@ -170,17 +164,17 @@ fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>)
         (Err(e), _) => Err(format!("{}: {e}", key_file.display())),
         (_, Err(e)) => Err(format!("cannot tell this program's path: {e}")),
         (Ok(keys), Ok(program)) => {
-            let forced = crate::authkeys::Forced {
+            let forced = crate::serve::authkeys::Forced {
                 program: &program,
                 spooldir: &cfg.spooldir,
                 hostname: cfg.hostname.as_deref(),
                 catchup_window: match cfg.catchup {
-                    crate::session::Catchup::Seconds(s) => Some(s),
-                    crate::session::Catchup::Intervals(_) => None,
+                    crate::serve::session::Catchup::Seconds(s) => Some(s),
+                    crate::serve::session::Catchup::Intervals(_) => None,
                 },
-                compat_output: cfg.form == crate::spoolfetch::Form::Records,
+                compat_output: cfg.form == crate::serve::spoolfetch::Form::Records,
             };
-            crate::authkeys::lines(forced, from, &keys)
+            crate::serve::authkeys::lines(forced, from, &keys)
                 .map_err(|e| format!("{}: {e}", key_file.display()))
         }
     };

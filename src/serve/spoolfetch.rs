@@ -10,8 +10,8 @@
 
 use std::io::{self, Write};
 
-use crate::names::IntervalFile;
-use crate::record::{rewrite_value_line, write_served_line, Epoch, RecordSink, MAX_RECORD};
+use crate::spool::names::IntervalFile;
+use crate::spool::record::{rewrite_value_line, write_served_line, Epoch, RecordSink, MAX_RECORD};
 use crate::spool::{ScanError, Spool};
 use crate::{log_error, log_warn};
 
@@ -23,7 +23,7 @@ const OUT_CHUNK: usize = 128 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
     /// Per plugin and graph, one block per run of records with the same config: the
-    /// config once, then every value (see [`crate::blocks`]). Every listed plugin is named.
+    /// config once, then every value (see [`crate::serve::blocks`]). Every listed plugin is named.
     Blocks,
     /// As Perl's munin-async: every record as it is in the spool, with its whole config
     /// (`--compat-output`).

@@ -20,7 +20,7 @@
 //! [`Scanner`] turns lines into records with no I/O of its own, so every case is tested
 //! on byte slices.
 
-use crate::line::LineEnd;
+use crate::util::line::LineEnd;
 
 /// The largest sealed record body: the writer refuses a longer one, and the reader counts
 /// a longer one as damaged. (Munin's largest plugins, diskstats on a host with hundreds of
@@ -55,7 +55,7 @@ impl Epoch {
 
     /// Parses 1 to 20 ASCII digits that fit a `u64`.
     fn from_digits(digits: &[u8]) -> Option<Epoch> {
-        let value = crate::names::parse_decimal(digits)?;
+        let value = crate::spool::names::parse_decimal(digits)?;
         let mut text = [0u8; 20];
         text.get_mut(..digits.len())?.copy_from_slice(digits);
         Some(Epoch {
@@ -141,7 +141,7 @@ pub fn parse_header(line: &[u8]) -> Option<Header> {
 /// of the seal (from the space before `len=`) the checksum covers.
 fn parse_seal(seal: &[u8]) -> Option<(usize, u32, usize)> {
     let nlen = seal.iter().take_while(|b| b.is_ascii_digit()).count();
-    let len = usize::try_from(crate::names::parse_decimal(&seal[..nlen])?).ok()?;
+    let len = usize::try_from(crate::spool::names::parse_decimal(&seal[..nlen])?).ok()?;
     let hex = seal[nlen..].strip_prefix(b" crc32=")?;
     if hex.len() != 8 || !hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
@@ -207,7 +207,7 @@ pub fn is_value_line(line: &[u8]) -> bool {
 fn field_and_rest(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let nfield = line
         .iter()
-        .take_while(|&&b| crate::names::is_service_byte(b))
+        .take_while(|&&b| crate::spool::names::is_service_byte(b))
         .count();
     if nfield == 0 {
         return None;

@@ -7,22 +7,12 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::log::{Level, LogOpts, Target};
-use crate::session::{Catchup, DEFAULT_CATCHUP};
-use crate::spoolfetch::Form;
+use crate::serve::session::{Catchup, DEFAULT_CATCHUP};
+use crate::serve::spoolfetch::Form;
+use crate::util::log::{Level, LogOpts, Target};
 
 /// Where Debian keeps the spool.
-pub const DEFAULT_SPOOLDIR: &str = "/var/lib/munin-async";
-
-/// Exit codes of munin-async.
-pub mod exit {
-    /// The session ended normally (also when the master hung up).
-    pub const OK: u8 = 0;
-    /// The spool directory could not be used, or writing to the master failed.
-    pub const FAILURE: u8 = 1;
-    /// The command line was wrong.
-    pub const USAGE: u8 = 2;
-}
+pub use crate::spool::DEFAULT_SPOOLDIR;
 
 /// Serve a munin-async spool directory to a Munin master on stdin/stdout.
 ///
@@ -128,7 +118,7 @@ impl AsyncOpts {
     /// Checks the options; the error is one line for the user.
     pub fn into_config(self) -> Result<AsyncConfig, String> {
         if let Some(h) = &self.hostname {
-            if !crate::meta::is_hostname(h.as_bytes()) {
+            if !crate::spool::meta::is_hostname(h.as_bytes()) {
                 return Err(format!(
                     "--hostname {h:?}: a host name must be 1 to 253 printable characters without spaces"
                 ));

@@ -17,12 +17,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The plugin's name in the spool.
-pub const PLUGIN: &str = "munin_asyncd";
+pub const PLUGIN: &str = crate::spool::HEALTH_PLUGIN;
 
-/// Where munin-async records, after each `spoolfetch`, the time of the newest sample sent
-/// (or the master's cursor when nothing newer was there), for the lag graph. One decimal
-/// number and a newline.
-pub const CURSOR_FILE: &str = "munin-async.cursor";
+/// Where munin-async records the newest sample a master was sent (see the spool format).
+pub use crate::spool::CURSOR_FILE;
 
 /// Why a sample was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +173,7 @@ impl Health {
 
 /// Parses the cursor file's content.
 pub fn parse_cursor(text: &[u8]) -> Option<u64> {
-    crate::names::parse_decimal(text.trim_ascii())
+    crate::spool::names::parse_decimal(text.trim_ascii())
 }
 
 #[cfg(test)]

@@ -72,8 +72,8 @@ pub fn parse(line: &[u8]) -> Command<'_> {
 
 fn parse_since(arg: &[u8]) -> Option<Since> {
     match arg.strip_prefix(b"-") {
-        Some(n) => crate::names::parse_decimal(n).map(Since::Last),
-        None => crate::names::parse_decimal(arg).map(Since::After),
+        Some(n) => crate::spool::names::parse_decimal(n).map(Since::Last),
+        None => crate::spool::names::parse_decimal(arg).map(Since::After),
     }
 }
 

@@ -11,7 +11,7 @@
 //! munin-node's own node (the one its greeting names) spools into the spool directory
 //! itself (Debian's layout); each virtual node it serves besides (`nodes`) spools into a
 //! subdirectory named after it.
-//! Several munin-nodes (`--config`, see [`crate::fanout`]) are polled from one thread each.
+//! Several munin-nodes (`--config`, see [`crate::asyncd::fanout`]) are polled from one thread each.
 //! munin-node down at start or later is retried with backoff and logged once per change;
 //! the daemon never exits for it.
 
@@ -25,18 +25,19 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::app::system_clock;
-use crate::daemon_cli::DaemonConfig;
-use crate::health::{parse_cursor, Dropped, Health, Outcome, CURSOR_FILE, PLUGIN};
-use crate::log::Quoted;
-use crate::meta::{key, SpoolMeta};
-use crate::names::sanitise;
-use crate::node::{NodeConn, NodeError};
-use crate::record::is_value_line;
-use crate::schedule::{next_slot, rate_in_config, Schedule};
-use crate::signals;
+use crate::asyncd::cli::DaemonConfig;
+use crate::asyncd::health::{parse_cursor, Dropped, Health, Outcome, PLUGIN};
+use crate::asyncd::node::{NodeConn, NodeError};
+use crate::asyncd::schedule::{next_slot, rate_in_config, Schedule};
+use crate::asyncd::signals;
+use crate::spool::meta::{key, SpoolMeta};
+use crate::spool::names::sanitise;
+use crate::spool::record::is_value_line;
+use crate::spool::writer::{record_body, SpoolWriter, WriteError};
 use crate::spool::Spool;
-use crate::writer::{record_body, SpoolWriter, WriteError};
+use crate::spool::CURSOR_FILE;
+use crate::util::clock::system_clock;
+use crate::util::log::Quoted;
 use crate::{log_debug, log_error, log_info, log_warn};
 
 /// How often old spool files are looked for.
@@ -914,7 +915,7 @@ impl Coordinator<'_> {
                     continue;
                 }
             };
-            match crate::cleanup::cleanup(&s, now, max_age) {
+            match crate::spool::cleanup::cleanup(&s, now, max_age) {
                 Ok(r) if r.removed > 0 => {
                     log_info!(
                         "cleanup of {}: {} old spool files removed",
@@ -928,7 +929,7 @@ impl Coordinator<'_> {
             let Some(max) = self.cfg.max_spool_bytes else {
                 continue;
             };
-            match crate::cleanup::cap_size(&s, now, max) {
+            match crate::spool::cleanup::cap_size(&s, now, max) {
                 Ok(r) => {
                     if r.removed > 0 {
                         log_warn!(

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::names::parse_decimal;
+use crate::spool::names::parse_decimal;
 
 /// File name of the metadata file inside the spool directory.
 pub const FILE_NAME: &str = "SPOOL-META";
@@ -62,7 +62,7 @@ pub mod key {
     pub fn last_timestamp(plugin: &str) -> String {
         format!(
             "{LAST_TIMESTAMP_PREFIX}{}",
-            crate::names::sanitise(plugin.as_bytes())
+            crate::spool::names::sanitise(plugin.as_bytes())
         )
     }
 }
@@ -147,7 +147,7 @@ impl SpoolMeta {
     /// known to have failed (written by our munin-asyncd; Perl's never writes it).
     pub fn complete_until(&self) -> Option<u64> {
         self.get(key::COMPLETE_UNTIL)
-            .and_then(|v| crate::names::parse_decimal(v.trim_ascii()))
+            .and_then(|v| crate::spool::names::parse_decimal(v.trim_ascii()))
     }
 
     /// `interval_size`, else the default.
@@ -171,7 +171,9 @@ impl SpoolMeta {
                 continue;
             };
             if let Some(rate) = parse_decimal(v.trim_ascii()).filter(|&r| r > 0) {
-                rates.entry(crate::names::sanitise(name)).or_insert(rate);
+                rates
+                    .entry(crate::spool::names::sanitise(name))
+                    .or_insert(rate);
             }
         }
         rates

@@ -8,12 +8,12 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::line::{LineEnd, LineReader};
+use crate::util::line::{LineEnd, LineReader};
 
 /// The longest line accepted from munin-node.
 pub const MAX_LINE: usize = 1 << 20;
 /// The largest reply accepted for one request: what fits in one spool record.
-pub const MAX_REPLY: usize = crate::record::MAX_RECORD;
+pub const MAX_REPLY: usize = crate::spool::record::MAX_RECORD;
 
 /// What went wrong talking to munin-node.
 #[derive(Debug)]
@@ -142,7 +142,7 @@ impl NodeConn {
         conn.hostname = text
             .split_once("munin node at ")
             .and_then(|(_, h)| h.split_whitespace().next())
-            .filter(|h| crate::meta::is_hostname(h.as_bytes()))
+            .filter(|h| crate::spool::meta::is_hostname(h.as_bytes()))
             .unwrap_or("unknown")
             .to_string();
         Ok(conn)
@@ -218,7 +218,7 @@ impl NodeConn {
                 request,
                 what: format!(
                     "expected a cap line, got {:?}",
-                    crate::log::Quoted(&line).to_string()
+                    crate::util::log::Quoted(&line).to_string()
                 ),
             }),
         }

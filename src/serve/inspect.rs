@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::record::{Damage, Epoch, RecordSink};
+use crate::spool::record::{Damage, Epoch, RecordSink};
 use crate::spool::{ScanError, Spool, SpoolError};
 
 /// What one plugin's files hold.
@@ -245,18 +245,18 @@ pub fn render(dir: &std::path::Path, r: &SpoolReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::write_sealed;
+    use crate::spool::record::write_sealed;
 
     /// The daemon keeps a plugin's rate under the name munin-node lists (`if_eth0.1`), the
     /// files under the sanitised one (`if_eth0_1`): --inspect must find the rate anyway.
     #[test]
     fn the_declared_rate_of_a_plugin_whose_name_needs_sanitising_is_found() {
-        use crate::meta::key;
-        use crate::writer::{record_body, Durability, SpoolWriter};
+        use crate::spool::meta::key;
+        use crate::spool::writer::{record_body, Durability, SpoolWriter};
         let dir = tempfile::tempdir().unwrap();
         let w = SpoolWriter::open(dir.path(), 86_400, Durability::Kernel).unwrap();
         for plugin in ["if_eth0.1", "cpu"] {
-            let service = crate::names::sanitise(plugin.as_bytes());
+            let service = crate::spool::names::sanitise(plugin.as_bytes());
             // Samples 30 s apart, but the plugin declares 60 s: a gap-free rate of 30
             // would mean the declaration was not read.
             for t in [86_400u64, 86_430, 86_460, 86_520] {

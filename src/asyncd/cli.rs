@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::DEFAULT_SPOOLDIR;
-use crate::log::{Level, LogOpts, Target};
-use crate::writer::Durability;
+use crate::spool::writer::Durability;
+use crate::spool::DEFAULT_SPOOLDIR;
+use crate::util::log::{Level, LogOpts, Target};
 
 /// Poll munin-node on every plugin's own schedule and spool each sample for munin-async.
 #[derive(Debug, Parser)]
@@ -115,7 +115,7 @@ impl AsyncdOpts {
                         "--config lists the nodes: --host and --spooldir go in its sections".into(),
                     );
                 }
-                crate::fanout::load(file)?
+                crate::asyncd::fanout::load(file)?
                     .into_iter()
                     .map(|n| (n.host, n.spooldir))
                     .collect()

@@ -61,12 +61,12 @@ fn scan_with_cap(file: &[u8], after: u64, blocks: bool, cap: usize) -> (Served, 
         ..Served::default()
     };
     let mut scanner = Scanner::new();
-    let mut lines = crate::line::LineReader::new(file, cap, 200);
+    let mut lines = crate::util::line::LineReader::new(file, cap, 200);
     if blocks {
         while let Some(b) = lines.next_block().unwrap() {
             match b {
-                crate::line::Block::Lines(block) => scanner.block(block, &mut sink).unwrap(),
-                crate::line::Block::Line(end, line, n) => {
+                crate::util::line::Block::Lines(block) => scanner.block(block, &mut sink).unwrap(),
+                crate::util::line::Block::Line(end, line, n) => {
                     scanner.line(line, end, n, &mut sink).unwrap()
                 }
             }

@@ -20,10 +20,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
-use crate::names::IntervalFile;
-use crate::record::{is_value_line, rewrite_value_line, Epoch, RecordSink};
+use crate::serve::spoolfetch::{newest_record, FetchReport, Window};
+use crate::spool::names::IntervalFile;
+use crate::spool::record::{is_value_line, rewrite_value_line, Epoch, RecordSink};
 use crate::spool::{ScanError, Spool};
-use crate::spoolfetch::{newest_record, FetchReport, Window};
 use crate::{log_error, log_warn};
 
 /// Bytes gathered before a write to the master.
@@ -371,7 +371,7 @@ fn blocks_holding<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::writer::{record_body, Durability, SpoolWriter};
+    use crate::spool::writer::{record_body, Durability, SpoolWriter};
 
     const T0: u64 = 1_795_500_000;
 
@@ -407,7 +407,7 @@ mod tests {
             until: u64::MAX,
         };
         let mut out = Vec::new();
-        crate::spoolfetch::spoolfetch(spool, &files, window, &mut out).unwrap();
+        crate::serve::spoolfetch::spoolfetch(spool, &files, window, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 

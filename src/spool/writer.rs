@@ -1,6 +1,6 @@
 //! Appending samples to a spool directory: munin-asyncd's side of the spool.
 //!
-//! Every sample becomes one sealed record (see [`crate::record`]), written with a single
+//! Every sample becomes one sealed record (see [`crate::spool::record`]), written with a single
 //! `write` to the end of its interval file while an exclusive `flock` is held, which is
 //! what Perl's reader expects. A failed write is cut back to where the file ended before,
 //! so no partial record stays. A crash (SIGKILL, power loss) can still leave a torn tail;
@@ -14,13 +14,12 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::line::LineReader;
-use crate::names::{sanitise, IntervalFile};
-use crate::record::{is_header, write_sealed, Epoch, RecordSink, Scanner, MAX_LINE};
+use crate::spool::names::{sanitise, IntervalFile};
+use crate::spool::record::{is_header, write_sealed, Epoch, RecordSink, Scanner, MAX_LINE};
 use crate::spool::Spool;
+use crate::util::line::LineReader;
 
-/// The lock file that keeps two daemons off one spool directory.
-pub const LOCK_FILE: &str = "munin-asyncd.lock";
+pub use crate::spool::LOCK_FILE;
 
 /// When written records are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +63,7 @@ impl std::fmt::Display for WriteError {
             WriteError::TooLarge { plugin, bytes } => write!(
                 f,
                 "plugin {plugin}: a sample of {bytes} bytes is over the record limit of {} bytes; not spooled",
-                crate::record::MAX_RECORD
+                crate::spool::record::MAX_RECORD
             ),
             WriteError::Locked(p) => write!(
                 f,
@@ -179,7 +178,7 @@ impl SpoolWriter {
     /// Appends one sample of `plugin` taken at `time`, whose body was built by
     /// [`record_body`]. Either the whole record is in the file afterwards, or none of it.
     pub fn append(&self, plugin: &str, time: u64, body: &[u8]) -> Result<(), WriteError> {
-        if body.len() > crate::record::MAX_RECORD {
+        if body.len() > crate::spool::record::MAX_RECORD {
             return Err(WriteError::TooLarge {
                 plugin: plugin.to_string(),
                 bytes: body.len(),
@@ -252,7 +251,7 @@ impl SpoolWriter {
             content.push_str(v);
             content.push('\n');
         }
-        self.replace_file(crate::meta::FILE_NAME, content.as_bytes())
+        self.replace_file(crate::spool::meta::FILE_NAME, content.as_bytes())
     }
 
     /// Writes `munin-daemon.list`: the plugin names, sanitised, on one line.
@@ -374,7 +373,7 @@ impl Read for ReadAt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spoolfetch::{spoolfetch, Window};
+    use crate::serve::spoolfetch::{spoolfetch, Window};
     use std::os::unix::fs::PermissionsExt;
 
     const T: u64 = 1_795_500_000;
@@ -492,7 +491,7 @@ mod tests {
     fn a_sample_too_large_for_a_record_is_refused_not_spooled() {
         let dir = tempfile::tempdir().unwrap();
         let w = SpoolWriter::open(dir.path(), 86400, Durability::Kernel).unwrap();
-        let big = vec![b'x'; crate::record::MAX_RECORD + 1];
+        let big = vec![b'x'; crate::spool::record::MAX_RECORD + 1];
         assert!(matches!(
             w.append("a", T, &big),
             Err(WriteError::TooLarge { .. })
@@ -535,7 +534,7 @@ mod tests {
         ])
         .unwrap();
         w.write_list(&["load".into(), "if_eth0.1".into()]).unwrap();
-        let meta = crate::meta::SpoolMeta::load(dir.path()).unwrap();
+        let meta = crate::spool::meta::SpoolMeta::load(dir.path()).unwrap();
         assert_eq!(meta.hostname(), Ok(Some("n1")));
         assert_eq!(
             fs::read_to_string(dir.path().join("munin-daemon.list")).unwrap(),

@@ -13,13 +13,10 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::line::{Block, LineReader};
-use crate::meta::SpoolMeta;
-use crate::names::IntervalFile;
-use crate::record::{RecordSink, ScanStats, Scanner, MAX_LINE};
-
-/// The file naming the plugins munin-asyncd found on the node, one line.
-pub const LIST_FILE: &str = "munin-daemon.list";
+use crate::spool::meta::SpoolMeta;
+use crate::spool::names::IntervalFile;
+use crate::spool::record::{RecordSink, ScanStats, Scanner, MAX_LINE};
+use crate::util::line::{Block, LineReader};
 
 /// Read buffer size for spool files.
 const READ_BUFFER: usize = 64 * 1024;
@@ -112,7 +109,7 @@ impl Spool {
     /// Reads SPOOL-META (empty when missing).
     pub fn meta(&self) -> Result<SpoolMeta, SpoolError> {
         SpoolMeta::load(&self.dir).map_err(|source| SpoolError::Io {
-            path: self.dir.join(crate::meta::FILE_NAME),
+            path: self.dir.join(crate::spool::meta::FILE_NAME),
             source,
         })
     }
@@ -153,7 +150,7 @@ impl Spool {
         let f = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(self.dir.join(LIST_FILE))
+            .open(self.dir.join(crate::spool::LIST_FILE))
             .ok()?;
         let mut bytes = Vec::new();
         f.take(1 << 20).read_to_end(&mut bytes).ok()?;
@@ -161,7 +158,7 @@ impl Spool {
             bytes
                 .split(|b| b.is_ascii_whitespace())
                 .filter(|n| !n.is_empty())
-                .map(crate::names::sanitise)
+                .map(crate::spool::names::sanitise)
                 .collect(),
         )
     }
@@ -206,10 +203,10 @@ impl Spool {
     /// lag graph). Best effort: a read-only spool is no error.
     pub fn record_cursor(&self, cursor: u64) {
         use std::io::Write as _;
-        let path = self.dir.join(crate::health::CURSOR_FILE);
+        let path = self.dir.join(crate::spool::CURSOR_FILE);
         let tmp = self.dir.join(format!(
             ".{}.{}",
-            crate::health::CURSOR_FILE,
+            crate::spool::CURSOR_FILE,
             std::process::id()
         ));
         let written = create_private(&tmp)

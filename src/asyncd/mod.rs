@@ -1,0 +1,16 @@
+//! munin-asyncd: polling munin-node and appending each sample to the spool.
+//!
+//! [`cli`] checks the command line and [`fanout`] the configuration file for several
+//! munin-nodes. [`daemon`] runs one coordinator per munin-node: it reads the plugin list
+//! and polls each plugin on its [`schedule`] through [`node`] connections in worker
+//! threads, writes each sample with the spool's writer, publishes `complete_until`, and
+//! spools its own [`health`]. [`signals`] turns SIGTERM, SIGINT and SIGHUP into flags and
+//! talks to systemd.
+
+pub mod cli;
+pub mod daemon;
+pub mod fanout;
+pub mod health;
+pub mod node;
+pub mod schedule;
+pub mod signals;
