@@ -23,7 +23,7 @@ _munin__asyncd() {
 
     case "${cmd}" in
         munin__asyncd)
-            opts="-s -i -r -n -v -h -V --host --spool --spooldir --config --interval --timeout --minrate --retain --update-rate --fork --connections --request-timeout --durability --nocleanup --max-spool-size --verbose --debug --screen --help --version"
+            opts="-s -i -r -n -v -h -V --host --spool --spooldir --config --interval --timeout --minrate --retain --update-rate --fork --connections --request-timeout --max-backoff --durability --nocleanup --max-spool-size --verbose --debug --screen --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -82,6 +82,10 @@ _munin__asyncd() {
                     return 0
                     ;;
                 --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-backoff)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -5,9 +5,10 @@ complete -c munin-asyncd -s i -l interval -d 'Length of one spool file\'s interv
 complete -c munin-asyncd -l timeout -d 'Accepted for compatibility (Perl\'s longest sleep); this daemon wakes when a plugin is due' -r
 complete -c munin-asyncd -l minrate -d 'Polling rate of plugins that declare none (Debian 2.0\'s name for --update-rate)' -r
 complete -c munin-asyncd -s r -l retain -d 'Number of intervals to keep' -r
-complete -c munin-asyncd -l update-rate -d 'Polling rate of plugins that declare none; also added to their config as `update_rate`' -r
+complete -c munin-asyncd -l update-rate -d 'Polling rate of plugins that declare none [default: 300]; when not 300, also added to their config as `update_rate`, so the master makes RRDs of that step' -r
 complete -c munin-asyncd -l connections -d 'Connections to munin-node at most, so at most this many plugins run at once' -r
 complete -c munin-asyncd -l request-timeout -d 'Longest wait for one answer from munin-node, in seconds' -r
+complete -c munin-asyncd -l max-backoff -d 'Longest wait between two attempts to reach munin-node, in seconds (for tests)' -r
 complete -c munin-asyncd -l durability -d 'When records are forced to disk: "record" (after each one) or "kernel"' -r
 complete -c munin-asyncd -l max-spool-size -d 'Hold each spool directory under SIZE (bytes, or with K, M, G, T: powers of 1024), checked every 10 minutes: the oldest finished interval files go first' -r
 complete -c munin-asyncd -l fork -d 'Accepted for compatibility: plugins are always polled concurrently (see --connections)'

@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 seconds="${1:-600}"
-MUNIN_ASYNC_SOAK_SECONDS="$seconds" cargo test --release --test tests soak:: -- --nocapture 2>&1 \
+MUNIN_ASYNC_SOAK_SECONDS="$seconds" cargo test --release --test tests soak:: -- --include-ignored --nocapture 2>&1 \
     | grep -E '^(soak:|test |test result)|panicked|assert'

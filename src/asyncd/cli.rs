@@ -39,7 +39,8 @@ pub struct AsyncdOpts {
     /// Number of intervals to keep.
     #[arg(short = 'r', long, value_name = "COUNT", default_value_t = 7)]
     pub retain: u64,
-    /// Polling rate of plugins that declare none; also added to their config as `update_rate`.
+    /// Polling rate of plugins that declare none [default: 300]; when not 300, also added to
+    /// their config as `update_rate`, so the master makes RRDs of that step.
     #[arg(long, value_name = "SECONDS")]
     pub update_rate: Option<u64>,
     /// Accepted for compatibility: plugins are always polled concurrently (see --connections).
@@ -51,6 +52,9 @@ pub struct AsyncdOpts {
     /// Longest wait for one answer from munin-node, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub request_timeout: u64,
+    /// Longest wait between two attempts to reach munin-node, in seconds (for tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, hide = true)]
+    pub max_backoff: u64,
     /// When records are forced to disk: "record" (after each one) or "kernel".
     #[arg(long, value_name = "WHEN", default_value = "record")]
     pub durability: String,
@@ -92,6 +96,8 @@ pub struct DaemonConfig {
     pub connections: usize,
     /// Deadline of one request.
     pub request_timeout: Duration,
+    /// Longest wait between two attempts to reach munin-node.
+    pub max_backoff: Duration,
     /// When records reach the disk.
     pub durability: Durability,
     /// Delete old spool files every 10 minutes.
@@ -191,6 +197,7 @@ impl AsyncdOpts {
             default_rate,
             connections: self.connections,
             request_timeout,
+            max_backoff: Duration::from_secs(positive("--max-backoff", self.max_backoff)?),
             durability,
             cleanup: !self.nocleanup,
             max_spool_bytes,

@@ -44,8 +44,6 @@ use crate::{log_debug, log_error, log_info, log_warn};
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 /// How often the plugin list is read again.
 const RELIST_EVERY: Duration = Duration::from_secs(3600);
-/// The longest wait between two attempts to reach munin-node.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a stop waits for polls under way, so it still ends within a second.
 const STOP_GRACE: Duration = Duration::from_millis(700);
 /// The longest the loop sleeps, so a stop is seen within a second.
@@ -453,7 +451,7 @@ impl Coordinator<'_> {
                         next_list = Instant::now() + RELIST_EVERY;
                     } else {
                         next_list = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        backoff = (backoff * 2).min(self.cfg.max_backoff);
                     }
                 }
             }
