@@ -20,11 +20,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
-use crate::serve::spoolfetch::{newest_record, FetchReport, Window};
+use crate::serve::spoolfetch::{newest_record, scan_for_reply, FetchReport, Window};
 use crate::spool::names::IntervalFile;
 use crate::spool::record::{is_value_line, rewrite_value_line, Epoch, RecordSink};
-use crate::spool::{ScanError, Spool};
-use crate::{log_error, log_warn};
+use crate::spool::Spool;
 
 /// Bytes gathered before a write to the master.
 const OUT_CHUNK: usize = 128 * 1024;
@@ -310,26 +309,10 @@ fn blocks_holding<W: Write>(
                 report: &mut report,
             };
             for f in &in_window {
-                match spool.scan_file(f, &mut pass) {
-                    Ok(stats) => {
-                        if stats.damaged > 0 && first {
-                            pass.report.damaged += stats.damaged;
-                            if let Some((offset, what)) = stats.first_damage {
-                                log_warn!(
-                                    "{}: skipped {} damaged part(s), the first at byte {offset}: {what}",
-                                    spool.path_of(f).display(),
-                                    stats.damaged
-                                );
-                            }
-                        }
-                    }
-                    Err(ScanError::Sink(e)) => return Err(e),
-                    Err(ScanError::Spool(e)) => {
-                        if first {
-                            pass.report.unreadable += 1;
-                            log_error!("{e}");
-                        }
-                    }
+                // Damage is logged and counted on the first pass only.
+                let read = scan_for_reply(spool, f, &mut pass, first)?;
+                if first {
+                    read.add_to(pass.report);
                 }
             }
             if let Some(others) = pass.others.take() {

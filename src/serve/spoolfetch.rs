@@ -203,6 +203,57 @@ impl<W: Write> RecordSink for Served<'_, W> {
     }
 }
 
+/// What reading one file for a reply met.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FileRead {
+    damaged: u64,
+    unreadable: bool,
+}
+
+impl FileRead {
+    /// Counts it in a reply's report.
+    pub(crate) fn add_to(self, report: &mut FetchReport) {
+        report.damaged += self.damaged;
+        report.unreadable += u64::from(self.unreadable);
+    }
+}
+
+/// Streams one interval file into a reply's sink. Damaged parts are skipped and an
+/// unreadable file passed over, each logged (when `log`) and counted in what is returned;
+/// only the sink's error (writing to the master) is returned as an error.
+pub(crate) fn scan_for_reply<S: RecordSink<Error = io::Error>>(
+    spool: &Spool,
+    f: &IntervalFile,
+    sink: &mut S,
+    log: bool,
+) -> io::Result<FileRead> {
+    match spool.scan_file(f, sink) {
+        Ok(stats) => {
+            if let (true, Some((offset, what))) = (log, stats.first_damage) {
+                log_warn!(
+                    "{}: skipped {} damaged part(s), the first at byte {offset}: {what}",
+                    spool.path_of(f).display(),
+                    stats.damaged
+                );
+            }
+            Ok(FileRead {
+                damaged: stats.damaged,
+                unreadable: false,
+            })
+        }
+        Err(ScanError::Sink(e)) => Err(e),
+        Err(ScanError::Spool(e)) => {
+            if log {
+                log_error!("{e}");
+            }
+            Ok(FileRead {
+                damaged: 0,
+                unreadable: true,
+            })
+        }
+    }
+}
+
 /// Sends every record in `window`, plugin by plugin in name order, then the closing `.`.
 /// Damaged parts and unreadable files are logged and skipped; only an error writing to
 /// the master is returned.
@@ -222,25 +273,8 @@ pub fn spoolfetch<W: Write>(
         rewritten: Vec::new(),
     };
     for f in files.iter().filter(|f| window.may_hold(f)) {
-        match spool.scan_file(f, &mut sink) {
-            Ok(stats) => {
-                if stats.damaged > 0 {
-                    sink.report.damaged += stats.damaged;
-                    if let Some((offset, what)) = stats.first_damage {
-                        log_warn!(
-                            "{}: skipped {} damaged part(s), the first at byte {offset}: {what}",
-                            spool.path_of(f).display(),
-                            stats.damaged
-                        );
-                    }
-                }
-            }
-            Err(ScanError::Sink(e)) => return Err(e),
-            Err(ScanError::Spool(e)) => {
-                sink.report.unreadable += 1;
-                log_error!("{e}");
-            }
-        }
+        let read = scan_for_reply(spool, f, &mut sink, true)?;
+        read.add_to(&mut sink.report);
     }
     sink.buf.extend_from_slice(b".\n");
     sink.out.write_all(&sink.buf)?;
