@@ -331,9 +331,11 @@ fn a_reader_moving_its_cursor_like_the_master_gets_every_sample_exactly_once() {
         &work.path().join("asyncd.log"),
         &["--connections", "6"],
     );
-    while !spool.join("SPOOL-META").exists() {
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || "no SPOOL-META".to_string(),
+        || spool.join("SPOOL-META").exists(),
+    );
     let mut cursor = 0u64;
     let mut got: BTreeMap<(String, u64), u32> = BTreeMap::new();
     let fetch = |cursor: u64, got: &mut BTreeMap<(String, u64), u32>| -> Option<u64> {
@@ -449,17 +451,15 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
         "munin-asyncd exited without munin-node"
     );
     let node = PrivateNode::start_on(port, &[("fast", FAST)]);
-    let start = Instant::now();
-    while !fs::read_to_string(spool.join("SPOOL-META"))
-        .unwrap_or_default()
-        .contains("last-timestamp.fast")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing spooled after munin-node came up"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(30),
+        || "nothing spooled after munin-node came up".to_string(),
+        || {
+            fs::read_to_string(spool.join("SPOOL-META"))
+                .unwrap_or_default()
+                .contains("last-timestamp.fast")
+        },
+    );
     stop(daemon);
     drop(node);
     let log = fs::read_to_string(&log).unwrap();
@@ -653,19 +653,17 @@ fn after_a_restart_the_plugins_that_took_longest_still_go_first() {
             &log,
             &["--connections", "1"],
         );
-        let start = Instant::now();
         let meta = || fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
-        while ["a1", "a2", "slow"].iter().any(|p| {
-            let key = format!("last-timestamp.{p}:");
-            meta()
-                .lines()
-                .find_map(|l| l.strip_prefix(key.as_str()))
-                .and_then(|t| t.parse::<u64>().ok())
-                .is_none_or(|t| t <= after)
-        }) {
-            assert!(start.elapsed() < Duration::from_secs(20));
-            thread::sleep(Duration::from_millis(100));
-        }
+        eventually(Duration::from_secs(20), String::new, || {
+            !(["a1", "a2", "slow"].iter().any(|p| {
+                let key = format!("last-timestamp.{p}:");
+                meta()
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key.as_str()))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_none_or(|t| t <= after)
+            }))
+        });
         stop(d);
         let reply = ours(
             &copy_without_watermark(&spool, &work.path().join(copy)),
@@ -758,14 +756,7 @@ fn more_hung_plugins_than_connections_hold_up_the_others_for_seconds_only() {
 #[test]
 fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
     // Accepts connections and says nothing, ever (a hung munin-node).
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let port = fake_node(|_| vec![Act::Sleep(Duration::from_secs(3600))]);
     let work = tempdir();
     let mut daemon = start_daemon(
         &format!("127.0.0.1:{port}"),
@@ -806,15 +797,16 @@ fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
             .unwrap_or_default()
             .contains(what)
     };
-    let start = Instant::now();
-    while !(meta_has(&virt_dir, "last-timestamp.vplug") && meta_has(&spool, "last-timestamp.own")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not spooled: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "not spooled: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        },
+        || meta_has(&virt_dir, "last-timestamp.vplug") && meta_has(&spool, "last-timestamp.own"),
+    );
     thread::sleep(Duration::from_millis(1200));
     stop(daemon);
 
@@ -833,14 +825,11 @@ fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
             .spawn()
             .unwrap(),
     );
-    let start = Instant::now();
-    while !meta_has(&perl_spool, "lastruntime:") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "Perl's munin-asyncd wrote no round"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(30),
+        || "Perl's munin-asyncd wrote no round".to_string(),
+        || meta_has(&perl_spool, "lastruntime:"),
+    );
     let _ = perl_daemon.0.kill();
     let _ = perl_daemon.0.wait();
 
@@ -919,20 +908,16 @@ fn one_daemon_spools_several_munin_nodes_from_a_config_file() {
             .spawn()
             .unwrap(),
     );
-    let start = Instant::now();
     let spooled = |dir: &std::path::Path, p: &str| {
         fs::read_to_string(dir.join("SPOOL-META"))
             .unwrap_or_default()
             .contains(&format!("last-timestamp.{p}"))
     };
-    while !(spooled(&spool_a, "alpha") && spooled(&spool_b, "beta")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            fs::read_to_string(work.path().join("asyncd.log")).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || fs::read_to_string(work.path().join("asyncd.log")).unwrap_or_default(),
+        || spooled(&spool_a, "alpha") && spooled(&spool_b, "beta"),
+    );
     thread::sleep(Duration::from_millis(1200));
     stop(daemon);
     let list =
@@ -983,16 +968,13 @@ fn max_spool_size_drops_the_oldest_finished_files_and_says_so() {
             "1M",
         ],
     );
-    let start = Instant::now();
     let logged = || fs::read_to_string(&log).unwrap_or_default();
-    while !(logged().contains("over --max-spool-size")
-        && fs::read_to_string(spool.join("SPOOL-META"))
-            .unwrap_or_default()
-            .contains("last-timestamp.alpha"))
-    {
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", logged());
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(20), logged, || {
+        logged().contains("over --max-spool-size")
+            && fs::read_to_string(spool.join("SPOOL-META"))
+                .unwrap_or_default()
+                .contains("last-timestamp.alpha")
+    });
     stop(daemon);
     // The oldest seven went (7 × 300 KiB leaves 900 KiB), the newest three stayed.
     let (gone, kept) = old.split_at(7);

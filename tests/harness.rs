@@ -437,6 +437,16 @@ pub fn debian_plugins() -> Vec<(String, String)> {
     links
 }
 
+/// Waits until `done` holds, looking every 50 ms; after `limit`, fails the test with what
+/// `what` says. The one way tests wait for something.
+pub fn eventually(limit: Duration, what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "after {limit:?}: {}", what());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running process of ours, killed on drop.
 pub struct Running(pub std::process::Child);
 

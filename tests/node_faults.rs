@@ -6,7 +6,7 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::daemon::{one_second_plugin, pairs, start_daemon, stop};
 use crate::harness::*;
@@ -34,22 +34,22 @@ fn now() -> u64 {
 
 /// Waits until every plugin has a sample at or after `t`.
 fn wait_for_samples(spool: &std::path::Path, plugins: &[&str], t: u64, log: &std::path::Path) {
-    let start = Instant::now();
-    loop {
-        let m = times(spool);
-        if plugins
-            .iter()
-            .all(|p| m.get(*p).is_some_and(|ts| ts.iter().any(|&x| x >= t)))
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no samples after {t}: {m:?}\n{}",
-            fs::read_to_string(log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(15),
+        || {
+            format!(
+                "no samples after {t}: {:?}\n{}",
+                times(spool),
+                fs::read_to_string(log).unwrap_or_default()
+            )
+        },
+        || {
+            let m = times(spool);
+            plugins
+                .iter()
+                .all(|p| m.get(*p).is_some_and(|ts| ts.iter().any(|&x| x >= t)))
+        },
+    );
 }
 
 #[test]
@@ -144,15 +144,11 @@ fn a_node_that_greets_and_hangs_up_is_retried_until_it_behaves() {
     broken.store(false, Ordering::SeqCst);
     let fixed = now();
     // The list is retried with backoff (1, 2, 4 s … by now at most 8 s apart).
-    let start = Instant::now();
-    while times(&spool).get("ok").is_none_or(|t| t.len() < 3) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || fs::read_to_string(&log).unwrap_or_default(),
+        || times(&spool).get("ok").is_some_and(|t| t.len() >= 3),
+    );
     stop(d);
     let log = fs::read_to_string(&log).unwrap();
     // One line for the failure (the backoff's retries are not logged), one when it is up.
@@ -181,24 +177,25 @@ fn a_restart_with_munin_node_down_keeps_the_host_name() {
     let log = work.path().join("asyncd.log");
     let meta = || fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
     let d = start_daemon(&format!("127.0.0.1:{port}"), &spool, &log, &[]);
-    let start = Instant::now();
-    while !meta().contains("last-timestamp.p:") {
-        assert!(start.elapsed() < Duration::from_secs(10), "no sample");
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(10),
+        || "no sample".to_string(),
+        || meta().contains("last-timestamp.p:"),
+    );
     stop(d);
     assert!(meta().contains("hostname:fake.example\n"), "{}", meta());
 
     // Again, with nothing listening where munin-node was.
     let d = start_daemon(&format!("127.0.0.1:{}", free_port()), &spool, &log, &[]);
-    let start = Instant::now();
-    while !fs::read_to_string(&log)
-        .unwrap()
-        .contains("retrying until it answers")
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no retry logged");
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(10),
+        || "no retry logged".to_string(),
+        || {
+            fs::read_to_string(&log)
+                .unwrap()
+                .contains("retrying until it answers")
+        },
+    );
     thread::sleep(Duration::from_millis(1200));
     stop(d);
     assert!(meta().contains("hostname:fake.example\n"), "{}", meta());

@@ -40,16 +40,12 @@ fn daemon(host: &str, spool: &Path, log: &Path, extra: &[&str]) -> Running {
     )
 }
 
-fn wait_for(what: &str, log: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "{what}\n{}",
-            fs::read_to_string(log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, log: &Path, limit: Duration, done: impl FnMut() -> bool) {
+    eventually(
+        limit,
+        || format!("{what}\n{}", fs::read_to_string(log).unwrap_or_default()),
+        done,
+    );
 }
 
 fn sigterm(mut d: Running) {

@@ -4,8 +4,7 @@
 //! reach the RRD unchanged: the value rrdtool stores, at the time it was taken.
 
 use std::fs;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::daemon::{start_daemon, stop};
 use crate::harness::*;
@@ -26,18 +25,20 @@ fn through_the_chain(value: &str) -> ((u64, String), u64, u64) {
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
     let daemon = start_daemon(&node.addr(), &spool, &log, &[]);
-    let start = Instant::now();
-    while !fs::read_to_string(spool.join("SPOOL-META"))
-        .unwrap_or_default()
-        .contains("last-timestamp.form:")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not spooled: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "not spooled: {}",
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        },
+        || {
+            fs::read_to_string(spool.join("SPOOL-META"))
+                .unwrap_or_default()
+                .contains("last-timestamp.form:")
+        },
+    );
     stop(daemon);
     let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap();
     let sampled: u64 = meta
