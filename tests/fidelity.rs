@@ -99,22 +99,10 @@ fn rrd_structure(rrd: &Path) -> Vec<String> {
 
 /// RRD file name → the last value given to it ("U" when none).
 fn last_values(db: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(db).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".rrd") {
-            continue;
-        }
-        let text = rrdtool(&["lastupdate", path.to_str().unwrap()]);
-        let value = text
-            .lines()
-            .last()
-            .and_then(|l| l.split_once(':'))
-            .map_or("U".to_string(), |(_, v)| v.trim().to_string());
-        out.insert(name, value);
-    }
-    out
+    last_updates(db)
+        .into_iter()
+        .map(|(name, (_, value))| (name, value))
+        .collect()
 }
 
 /// Asks munin-node for every plugin's values: (RRD name stem `node1-graph-field-`,
