@@ -792,20 +792,10 @@ fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
     let log = work.path().join("asyncd.log");
     let daemon = start_daemon(&node.addr(), &spool, &log, &[]);
     let virt_dir = spool.join("virt.example");
-    let meta_has = |dir: &std::path::Path, what: &str| {
-        fs::read_to_string(dir.join("SPOOL-META"))
-            .unwrap_or_default()
-            .contains(what)
-    };
-    eventually(
+    wait_spooled(
+        &[(&virt_dir, "vplug"), (&spool, "own")],
+        &log,
         Duration::from_secs(20),
-        || {
-            format!(
-                "not spooled: {}",
-                fs::read_to_string(&log).unwrap_or_default()
-            )
-        },
-        || meta_has(&virt_dir, "last-timestamp.vplug") && meta_has(&spool, "last-timestamp.own"),
     );
     thread::sleep(Duration::from_millis(1200));
     stop(daemon);
@@ -828,7 +818,11 @@ fn virtual_nodes_spool_into_a_directory_each_and_the_host_stays_at_the_top() {
     eventually(
         Duration::from_secs(30),
         || "Perl's munin-asyncd wrote no round".to_string(),
-        || meta_has(&perl_spool, "lastruntime:"),
+        || {
+            fs::read_to_string(perl_spool.join("SPOOL-META"))
+                .unwrap_or_default()
+                .contains("lastruntime:")
+        },
     );
     let _ = perl_daemon.0.kill();
     let _ = perl_daemon.0.wait();

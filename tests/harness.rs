@@ -447,6 +447,27 @@ pub fn eventually(limit: Duration, what: impl Fn() -> String, mut done: impl FnM
     }
 }
 
+/// Whether munin-asyncd has spooled `plugin` into `spool` (its SPOOL-META says so).
+pub fn spooled(spool: &Path, plugin: &str) -> bool {
+    fs::read_to_string(spool.join("SPOOL-META"))
+        .unwrap_or_default()
+        .contains(&format!("last-timestamp.{plugin}:"))
+}
+
+/// Waits until each (spool, plugin) is spooled; fails with the daemon's `log` after `limit`.
+pub fn wait_spooled(pairs: &[(&Path, &str)], log: &Path, limit: Duration) {
+    eventually(
+        limit,
+        || {
+            format!(
+                "not spooled: {}",
+                fs::read_to_string(log).unwrap_or_default()
+            )
+        },
+        || pairs.iter().all(|(spool, plugin)| spooled(spool, plugin)),
+    );
+}
+
 /// A running process of ours, killed on drop.
 pub struct Running(pub std::process::Child);
 

@@ -25,20 +25,7 @@ fn through_the_chain(value: &str) -> ((u64, String), u64, u64) {
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
     let daemon = start_daemon(&node.addr(), &spool, &log, &[]);
-    eventually(
-        Duration::from_secs(20),
-        || {
-            format!(
-                "not spooled: {}",
-                fs::read_to_string(&log).unwrap_or_default()
-            )
-        },
-        || {
-            fs::read_to_string(spool.join("SPOOL-META"))
-                .unwrap_or_default()
-                .contains("last-timestamp.form:")
-        },
-    );
+    wait_spooled(&[(&spool, "form")], &log, Duration::from_secs(20));
     stop(daemon);
     let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap();
     let sampled: u64 = meta

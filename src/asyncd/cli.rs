@@ -286,6 +286,17 @@ mod tests {
             (c.host.as_str(), c.interval, c.retain, c.default_rate),
             ("localhost:4949", 86400, 7, 300)
         );
+        assert_eq!(c.max_backoff, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_backoff_cap_for_tests_is_checked() {
+        let c = parse(&["--max-backoff", "4"]).unwrap();
+        assert_eq!(c.max_backoff, Duration::from_secs(4));
+        let e = parse(&["--max-backoff", "0"]).unwrap_err();
+        assert!(e.contains("--max-backoff must be at least 1"), "{e}");
+        let e = parse(&["--max-backoff", "soon"]).unwrap_err();
+        assert!(e.contains("--max-backoff"), "{e}");
     }
 
     #[test]
