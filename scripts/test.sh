@@ -18,7 +18,7 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --locked
 
 step "fuzz targets: build and run ${FUZZ_SECONDS:-20} s each"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

@@ -5,10 +5,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::daemon::{one_second_plugin, pairs, start_daemon, stop};
 use crate::harness::*;
 
 /// The byte ranges of the records in a spool file: each starts at a `timestamp` line.
@@ -77,7 +75,10 @@ fn damaged_records_are_skipped_counted_and_logged_and_the_daemon_goes_on() {
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
     let d = start_daemon(&node.addr(), &spool, &log, &["--connections", "4"]);
-    thread::sleep(Duration::from_secs(8));
+    // Twelve records a file, so the 300 bytes of garbage below stay clear of the last one.
+    for p in ["flip", "cut", "garbage", "meta"] {
+        wait_records(&spool, p, 12, &log, Duration::from_secs(40));
+    }
     stop(d);
     // Without its complete_until, SPOOL-META lets every record be served, the newest too.
     fs::write(spool.join("SPOOL-META"), "").unwrap();
@@ -197,32 +198,32 @@ fn damaged_records_are_skipped_counted_and_logged_and_the_daemon_goes_on() {
 
     // munin-asyncd starts on it, repairs the cut tail and goes on spooling all four.
     let d = start_daemon(&node.addr(), &spool, &log, &["--connections", "4"]);
-    let t0 = Instant::now();
     let newest = before.iter().map(|(_, t)| *t).max().unwrap();
-    loop {
-        let (now, _) = all_served(&spool);
-        let fresh: BTreeSet<&str> = now
-            .iter()
+    let fresh = |now: &BTreeSet<(String, u64)>| -> BTreeSet<String> {
+        now.iter()
             .filter(|(_, t)| *t > newest + 1)
-            .map(|(g, _)| g.as_str())
-            .collect();
-        if fresh.len() == 4 {
-            assert!(
-                expected.is_subset(&now),
-                "intact records lost after the restart"
-            );
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "spooling did not resume: {fresh:?}\n{}\n{:?}\n{}\n{}",
-            fs::read_to_string(&log).unwrap_or_default(),
-            now.iter().rev().take(12).collect::<Vec<_>>(),
-            fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default(),
-            all_served(&spool).1
-        );
-        thread::sleep(Duration::from_millis(300));
-    }
+            .map(|(g, _)| g.clone())
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(20),
+        || {
+            let (now, stderr) = all_served(&spool);
+            format!(
+                "spooling did not resume: {:?}\n{}\n{:?}\n{}\n{stderr}",
+                fresh(&now),
+                fs::read_to_string(&log).unwrap_or_default(),
+                now.iter().rev().take(12).collect::<Vec<_>>(),
+                fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default(),
+            )
+        },
+        || fresh(&all_served(&spool).0).len() == 4,
+    );
+    let (now, _) = all_served(&spool);
+    assert!(
+        expected.is_subset(&now),
+        "intact records lost after the restart"
+    );
     stop(d);
     let log = fs::read_to_string(&log).unwrap();
     // The cut record and the junk file (5000 bytes) were cut off; nothing else.

@@ -1,13 +1,12 @@
 //! Crashes: SIGKILL at random moments of writing, and power loss simulated by cutting
 //! each spool file back inside its last record and leaving zeros or garbage behind it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use crate::daemon::{one_second_plugin, start_daemon, stop, BIG};
 use crate::harness::*;
 
 /// A fixed pseudo-random sequence (xorshift), so a failure can be replayed.
@@ -20,71 +19,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % below
     }
-}
-
-/// Every sample munin-async serves from the whole spool, as (graph, time), after checking
-/// that each record is whole: one time per record, and a `big` record with all 2000 fields
-/// and labels. Also the times of each graph must strictly increase (no timestamp twice).
-pub fn served(spool: &Path, when: &str) -> BTreeSet<(String, u64)> {
-    let out = ours(
-        spool,
-        &["--spoolfetch", "--catchup-window", "0"],
-        "spoolfetch 0\n",
-    );
-    assert!(out.status.success(), "{when}: {}", out.stderr());
-    whole_records(&out.stdout(), when)
-}
-
-/// The samples of a spoolfetch reply, as (graph, time), after checking each sample is
-/// whole and no graph has a time twice (see [`served`]). Works on both forms of the
-/// reply: a block per record (`--compat-output`) or a block per run of equal configs.
-pub fn whole_records(text: &str, when: &str) -> BTreeSet<(String, u64)> {
-    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
-    for line in after_greeting(text).lines() {
-        if let Some(g) = line.strip_prefix("multigraph ") {
-            blocks.push((g.to_string(), Vec::new()));
-        } else if line != "." {
-            let Some(last) = blocks.last_mut() else {
-                panic!("{when}: a line before any block: {line:?}");
-            };
-            last.1.push(line);
-        }
-    }
-    // graph → time → fields with a value at that time (for `big`, how many: a record
-    // served twice would give 4000).
-    let mut samples: BTreeMap<String, BTreeMap<u64, BTreeSet<&str>>> = BTreeMap::new();
-    let mut big: BTreeMap<u64, usize> = BTreeMap::new();
-    for (graph, lines) in &blocks {
-        if graph == "big" {
-            let labels = lines.iter().filter(|l| l.contains(".label ")).count();
-            assert_eq!(labels, 2000, "{when}: a big block without its whole config");
-        }
-        let times = samples.entry(graph.clone()).or_default();
-        for (field, v) in lines.iter().filter_map(|l| l.split_once(".value ")) {
-            let t: u64 = v
-                .split(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap_or_else(|_| panic!("{when}: {graph}: a value without its time: {v}"));
-            if graph == "big" {
-                *big.entry(t).or_default() += 1;
-                times.entry(t).or_default();
-            } else {
-                assert!(
-                    times.entry(t).or_default().insert(field),
-                    "{when}: {graph}: {field} twice at {t} (a record served twice)"
-                );
-            }
-        }
-    }
-    for (t, n) in &big {
-        assert_eq!(*n, 2000, "{when}: a big record at {t} torn or served twice");
-    }
-    samples
-        .into_iter()
-        .flat_map(|(g, ts)| ts.into_keys().map(move |t| (g.clone(), t)))
-        .collect()
 }
 
 /// Simulates power loss after a kill: each interval file loses a random part of its last

@@ -38,18 +38,6 @@ fi
 echo 'd.value 42'
 ";
 
-/// About 100 KB a record (2000 fields), every second.
-pub const BIG: &str = "#!/bin/sh
-if [ \"$1\" = config ]; then
-  echo 'graph_title Big'
-  echo 'update_rate 1'
-  seq 1 2000 | sed 's/.*/f&.label field number &/'
-  exit 0
-fi
-t=$(date +%s)
-seq 1 2000 | sed \"s/.*/f&.value $t/\"
-";
-
 /// Slower than its own rate.
 const SLOW: &str = "#!/bin/sh
 if [ \"$1\" = config ]; then
@@ -59,23 +47,6 @@ fi
 sleep 7
 echo 's.value 1'
 ";
-
-/// (graph, field) → the times of its values, from a spoolfetch reply.
-fn value_times(reply: &str) -> BTreeMap<(String, String), Vec<u64>> {
-    let mut graph = String::new();
-    let mut out: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-    for line in reply.lines() {
-        if let Some(g) = line.strip_prefix("multigraph ") {
-            graph = g.to_string();
-        } else if let Some((field, v)) = line.split_once(".value ") {
-            let t = v.split(':').next().unwrap().parse().unwrap();
-            out.entry((graph.clone(), field.to_string()))
-                .or_default()
-                .push(t);
-        }
-    }
-    out
-}
 
 #[test]
 #[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
@@ -97,7 +68,11 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
         .spawn()
         .unwrap();
     let mut daemon = Running(daemon);
-    thread::sleep(Duration::from_secs(17));
+    // The first fast sample and two 5-second slots after it, while the slow plugin's first
+    // poll (7 s of work) held a connection.
+    let log = work.path().join("asyncd.log");
+    wait_records(&spool, "fast", 3, &log, Duration::from_secs(30));
+    wait_records(&spool, "slow", 1, &log, Duration::from_secs(30));
 
     // SIGTERM: gone within a second, every record whole.
     let status = stop_within(
@@ -189,11 +164,11 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
     require(MUNIN_UPDATE, "munin");
     // It reads the copy: through the live spool's watermark, held back by the slow plugin
     // in flight at the stop, too few fast samples would be served to compute rates.
-    crate::master::ingest_spool(work.path(), &copy);
+    ingest_spool(work.path(), &copy);
     let rrd = work.path().join("db/e2e/node1-fast-x-d.rrd");
     assert!(rrd.exists(), "no RRD for the fast plugin");
     let last = *fast.last().unwrap();
-    let text = crate::master::rrdtool(&[
+    let text = rrdtool(&[
         "fetch",
         rrd.to_str().unwrap(),
         "AVERAGE",
@@ -204,111 +179,13 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
         "-e",
         &last.to_string(),
     ]);
-    let rates = crate::master::fetched_values(&text);
+    let rates = fetched_values(&text);
     assert!(rates.len() >= 2, "too few rows:\n{text}");
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
     assert!(
         (mean - 10.0).abs() < 1.0,
         "mean DERIVE rate {mean}, expected 10:\n{text}"
     );
-}
-
-/// A 1-second plugin whose fetch takes `delay` (a shell `sleep` argument).
-pub fn one_second_plugin(name: &str, delay: &str) -> String {
-    format!(
-        "#!/bin/sh\nif [ \"$1\" = config ]; then\n  printf 'graph_title {name}\\nupdate_rate 1\\nv.label v\\n'\n  exit 0\nfi\nsleep {delay}\necho \"v.value 1\"\n"
-    )
-}
-
-pub fn start_daemon(
-    addr: &str,
-    spool: &std::path::Path,
-    log: &std::path::Path,
-    extra: &[&str],
-) -> Running {
-    start_daemon_env(addr, spool, log, extra, &[])
-}
-
-pub fn start_daemon_env(
-    addr: &str,
-    spool: &std::path::Path,
-    log: &std::path::Path,
-    extra: &[&str],
-    env: &[(&str, &std::path::Path)],
-) -> Running {
-    Running(
-        Command::new(our_asyncd())
-            .envs(env.iter().copied())
-            .args(["--host", addr, "--spooldir"])
-            .arg(spool)
-            .args(["--screen", "-v"])
-            .args(if extra.contains(&"--durability") {
-                &[][..]
-            } else {
-                &["--durability", "kernel"][..]
-            })
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(
-                fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap(),
-    )
-}
-
-pub fn stop(mut daemon: Running) {
-    stop_within(
-        &mut daemon,
-        Duration::from_secs(2),
-        "munin-asyncd did not stop",
-    );
-}
-
-/// Sends SIGTERM and fails the test unless the daemon is gone within `limit`.
-pub fn stop_within(daemon: &mut Running, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let pid = daemon.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < limit, "{what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A plugin with one field, answering at once.
-pub fn simple_plugin(title: &str) -> String {
-    format!("#!/bin/sh\nif [ \"$1\" = config ]; then printf 'graph_title {title}\\nv.label v\\n'; exit 0; fi\necho 'v.value 1'\n")
-}
-
-/// Copies a spool without SPOOL-META (so without complete_until), to read everything in it.
-pub fn copy_without_watermark(
-    spool: &std::path::Path,
-    copy: &std::path::Path,
-) -> std::path::PathBuf {
-    fs::create_dir(copy).unwrap();
-    for e in fs::read_dir(spool).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != "SPOOL-META" {
-            fs::copy(e.path(), copy.join(e.file_name())).unwrap();
-        }
-    }
-    copy.to_path_buf()
-}
-
-/// Every (graph, time) pair a spoolfetch reply carries, with repeats.
-pub fn pairs(reply: &str) -> Vec<(String, u64)> {
-    value_times(reply)
-        .into_iter()
-        .flat_map(|((graph, _), times)| times.into_iter().map(move |t| (graph.clone(), t)))
-        .collect()
 }
 
 #[test]
@@ -1056,8 +933,13 @@ fn a_full_disk_leaves_no_partial_record_and_spooling_resumes_when_space_returns(
             b"spoolfetch 0\n",
         )
     };
-    // Full after about ten records; keep going a few seconds past that.
-    thread::sleep(Duration::from_secs(14));
+    // Full after about ten records; then a few more 1-second samples fail, to show the
+    // full disk is logged once.
+    let log_text = || fs::read_to_string(&log).unwrap_or_default();
+    eventually(Duration::from_secs(40), log_text, || {
+        log_text().contains("No space left on device")
+    });
+    thread::sleep(Duration::from_secs(3));
     let mut daemon = daemon;
     assert!(
         daemon.0.try_wait().unwrap().is_none(),
@@ -1080,15 +962,18 @@ fn a_full_disk_leaves_no_partial_record_and_spooling_resumes_when_space_returns(
     // Space returns: spooling resumes by itself.
     let grown = inside(&["mount", "-o", "remount,size=64m", &spool_s], b"");
     assert!(grown.status.success(), "{}", grown.stderr());
-    thread::sleep(Duration::from_secs(4));
+    eventually(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "spooling did not resume after {n_full} records: {}",
+                log_text()
+            )
+        },
+        || count(&serve(&inside)) >= n_full + 2,
+    );
     let after = serve(&inside);
     let text = fs::read_to_string(&log).unwrap();
-    assert!(
-        count(&after) >= n_full + 2,
-        "spooling did not resume: {} then {}\n{text}",
-        n_full,
-        count(&after)
-    );
     assert!(text.contains("plugin big answers again"), "{text}");
     // Nothing partial was left behind: every record served is whole, nothing damaged.
     assert!(!after.stderr().contains("damaged"), "{}", after.stderr());

@@ -19,9 +19,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{start_daemon, stop};
 use crate::harness::*;
-use crate::master::{ingest_spool, master_dirs, munin_update_in, rrdtool};
 
 /// The longest the daemon gets to spool every plugin once.
 const ROUND: Duration = Duration::from_secs(60);

@@ -3,12 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::thread;
 use std::time::Duration;
 
-use crate::daemon::{simple_plugin, start_daemon, stop};
 use crate::harness::*;
-use crate::master::{ingest_spool, last_update};
 
 /// A plugin munin-node runs and that fails: munin-node answers `# Bad exit`.
 const BROKEN: &str = "#!/bin/sh\nexit 1\n";
@@ -48,12 +45,14 @@ fn the_daemons_own_health_is_spooled_and_graphed_by_munin_update() {
     let log = work.path().join("asyncd.log");
     // Every 2 s, so a few health samples come in a few seconds.
     let d = start_daemon(&node.addr(), &spool, &log, &["--update-rate", "2"]);
-    thread::sleep(Duration::from_secs(4));
+    wait_records(&spool, "munin_asyncd", 2, &log, Duration::from_secs(20));
     // A master fetches once: the lag graph has a cursor from then on.
     let first = ours(&spool, &["--spoolfetch"], "spoolfetch 0\n");
     assert!(first.status.success(), "{}", first.stderr());
     assert!(spool.join("munin-async.cursor").exists());
-    thread::sleep(Duration::from_secs(5));
+    // Two more health samples, the lag computed from the cursor.
+    let n = records(&spool, "munin_asyncd");
+    wait_records(&spool, "munin_asyncd", n + 2, &log, Duration::from_secs(20));
     stop(d);
 
     let reply = ours(

@@ -6,8 +6,6 @@ use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::crash::{served, whole_records};
-use crate::daemon::{one_second_plugin, start_daemon, stop, BIG};
 use crate::harness::*;
 
 #[test]

@@ -3,11 +3,10 @@
 //! values back.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::harness::*;
 
@@ -93,101 +92,9 @@ fn setup() -> Master {
     Master { dir, last }
 }
 
-fn chown(user: &str, path: &Path) {
-    let ok = Command::new("chown")
-        .arg(format!("{user}:"))
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "chown {user} {}", path.display());
-}
-
 /// Writes munin.conf with one host at `address` and runs munin-update as munin.
 fn munin_update(m: &Master, global: &str, address: &str) -> Output {
     munin_update_in(m.dir.path(), global, address)
-}
-
-/// Creates munin-update's directories in `dir`, owned by munin.
-pub(crate) fn master_dirs(dir: &Path) {
-    for d in ["db", "html", "log", "run"] {
-        fs::create_dir(dir.join(d)).unwrap();
-        chown("munin", &dir.join(d));
-    }
-}
-
-/// Runs Debian's munin-update as munin with its directories in `dir` and one host,
-/// `e2e;node1`, at `address`.
-pub(crate) fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output {
-    let conf = format!(
-        "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n[e2e;node1]\n    address {address}\n",
-        d = dir.display()
-    );
-    fs::write(dir.join("munin.conf"), conf).unwrap();
-    let cmd = format!(
-        "{MUNIN_UPDATE} --config_file {} --nofork --debug",
-        dir.join("munin.conf").display()
-    );
-    run(
-        Command::new("su").args(["munin", "-s", "/bin/sh", "-c", &cmd]),
-        b"",
-        Duration::from_secs(180),
-    )
-}
-
-/// Hands `spool` to the munin user and has Debian's munin-update ingest it through our
-/// munin-async over `cmd://`, with its directories in `dir`; RRDs land in `dir/db/e2e`.
-pub(crate) fn ingest_spool(dir: &Path, spool: &Path) {
-    let bin = dir.join("bin");
-    fs::create_dir(&bin).unwrap();
-    fs::copy(our_async(), bin.join("munin-async")).unwrap();
-    master_dirs(dir);
-    // Deployed, the daemon and munin-async run as one user; here munin-update runs
-    // munin-async as munin.
-    assert!(Command::new("chown")
-        .args(["-R", "munin:"])
-        .arg(spool)
-        .status()
-        .unwrap()
-        .success());
-    let out = munin_update_in(
-        dir,
-        "",
-        &format!(
-            "cmd://{} --spooldir {} --spoolfetch",
-            bin.join("munin-async").display(),
-            spool.display()
-        ),
-    );
-    assert!(out.status.success(), "munin-update: {}", out.stderr());
-}
-
-/// The values of `rrdtool fetch` output, NaN rows left out.
-pub(crate) fn fetched_values(text: &str) -> Vec<f64> {
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .filter(|v| !v.is_nan())
-        .collect()
-}
-
-pub(crate) fn rrdtool(args: &[&str]) -> String {
-    let out = run(
-        Command::new("rrdtool").args(args),
-        b"",
-        Duration::from_secs(30),
-    );
-    assert!(out.status.success(), "rrdtool {args:?}: {}", out.stderr());
-    out.stdout()
-}
-
-/// rrdtool lastupdate: (time, value).
-pub(crate) fn last_update(rrd: &Path) -> (u64, f64) {
-    assert!(rrd.exists(), "{} was not created", rrd.display());
-    let text = rrdtool(&["lastupdate", rrd.to_str().unwrap()]);
-    let line = text.lines().last().unwrap();
-    let (t, v) = line.split_once(':').unwrap();
-    (t.trim().parse().unwrap(), v.trim().parse().unwrap())
 }
 
 fn check_rrds(m: &Master) {
@@ -270,14 +177,6 @@ impl Drop for Sshd {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn keygen(path: &Path) -> String {
     let ok = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -350,15 +249,12 @@ fn start_sshd(m: &Master) -> Sshd {
         .spawn()
         .unwrap();
     let sshd = Sshd { child, port };
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
+    wait_listening(port, Duration::from_secs(20), || {
+        format!(
             "sshd did not start: {}",
             fs::read_to_string(ssh.join("sshd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    });
     sshd
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::daemon::{one_second_plugin, pairs, start_daemon, stop};
 use crate::harness::*;
 
 /// The times each plugin has in the spool (all of it, whatever complete_until says).
@@ -65,25 +64,34 @@ fn munin_node_down_longer_than_the_backoff_cap_then_back_is_recovered_without_he
     let work = tempdir();
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
-    // The backoff cap (60 s by default) set to 4 s, so the outage outlasts it in 15 s.
+    // The backoff cap (60 s by default) set to 2 s, so the outage outlasts it in 8 s.
     let mut d = start_daemon(
         &node.addr(),
         &spool,
         &log,
-        &["--connections", "2", "--max-backoff", "4"],
+        &["--connections", "2", "--max-backoff", "2"],
     );
     wait_for_samples(&spool, &["a", "b"], now() + 2, &log);
     drop(node);
     let down = now();
     // Longer than the longest backoff, several times over.
-    thread::sleep(Duration::from_secs(15));
+    thread::sleep(Duration::from_secs(8));
     assert!(d.0.try_wait().unwrap().is_none(), "munin-asyncd exited");
     let node = PrivateNode::start_on(port, &refs);
     let back = now();
     wait_for_samples(&spool, &["a", "b"], back, &log);
     let recovered = now() - back;
     // Then it is on its 1-second slots again.
-    thread::sleep(Duration::from_secs(4));
+    let since_back = |p: &str| {
+        times(&spool)
+            .get(p)
+            .map_or(0, |t| t.iter().filter(|&&t| t >= back).count())
+    };
+    eventually(
+        Duration::from_secs(20),
+        || fs::read_to_string(&log).unwrap_or_default(),
+        || since_back("a") >= 5 && since_back("b") >= 5,
+    );
     stop(d);
     drop(node);
     let log = fs::read_to_string(&log).unwrap();
@@ -111,7 +119,7 @@ fn munin_node_down_longer_than_the_backoff_cap_then_back_is_recovered_without_he
             "{p}: a sample while munin-node was down"
         );
     }
-    eprintln!("munin-node down 15 s (backoff cap 4 s); both plugins spooling again {recovered} s after it came back");
+    eprintln!("munin-node down 8 s (backoff cap 2 s); both plugins spooling again {recovered} s after it came back");
     assert!(recovered <= 5, "took {recovered} s to recover");
 }
 

@@ -15,7 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use munin_async::spool::writer::{record_body, Durability, SpoolWriter};
 
 use crate::harness::*;
-use crate::master::{master_dirs, munin_update_in, rrdtool};
 
 const STEP: u64 = 300;
 

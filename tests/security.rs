@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -50,14 +50,7 @@ fn wait_for(what: &str, log: &Path, limit: Duration, done: impl FnMut() -> bool)
 
 fn sigterm(mut d: Running) {
     unsafe { libc::kill(d.0.id() as i32, libc::SIGTERM) };
-    let start = Instant::now();
-    while d.0.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "no exit on SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_exit(&mut d.0, Duration::from_secs(3), "no exit on SIGTERM");
 }
 
 #[test]

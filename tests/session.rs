@@ -311,17 +311,11 @@ fn a_master_that_hangs_up_mid_reply_ends_the_session_quietly() {
     stdout.read_exact(&mut some).unwrap();
     drop(stdout);
     drop(stdin);
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "munin-async did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(30),
+        "munin-async did not exit",
+    );
     let mut err = String::new();
     child
         .stderr

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{start_daemon, stop};
 use crate::harness::*;
 
 /// A plugin at `rate` seconds whose value is the number of times it was fetched.

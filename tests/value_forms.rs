@@ -6,9 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::daemon::{start_daemon, stop};
 use crate::harness::*;
-use crate::master::{ingest_spool, rrdtool};
 
 /// One plugin printing `value` (a shell word, so `$(...)` works) for its field `v`
 /// goes through the whole chain; returns the RRD's last update (time, value as rrdtool

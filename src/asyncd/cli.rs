@@ -18,56 +18,56 @@ use crate::util::log::{Level, LogOpts, Target};
 pub struct AsyncdOpts {
     /// munin-node to poll [default: localhost:4949].
     #[arg(long, value_name = "HOST:PORT")]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Directory to spool into [default: /var/lib/munin-async].
     #[arg(short = 's', long, visible_alias = "spool", value_name = "DIR")]
-    pub spooldir: Option<PathBuf>,
+    pub(crate) spooldir: Option<PathBuf>,
     /// Poll the munin-nodes this file lists, each into its own spool directory, instead
     /// of --host into --spooldir (a commented example:
     /// /usr/share/doc/munin-async-rs/examples/munin-asyncd.conf).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Length of one spool file's interval, in seconds.
     #[arg(short = 'i', long, value_name = "SECONDS", default_value_t = 86_400)]
-    pub interval: u64,
+    pub(crate) interval: u64,
     /// Accepted for compatibility (Perl's longest sleep); this daemon wakes when a plugin is due.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// Polling rate of plugins that declare none (Debian 2.0's name for --update-rate).
     #[arg(long, value_name = "SECONDS")]
-    pub minrate: Option<u64>,
+    pub(crate) minrate: Option<u64>,
     /// Number of intervals to keep.
     #[arg(short = 'r', long, value_name = "COUNT", default_value_t = 7)]
-    pub retain: u64,
+    pub(crate) retain: u64,
     /// Polling rate of plugins that declare none [default: 300]; when not 300, also added to
     /// their config as `update_rate`, so the master makes RRDs of that step.
     #[arg(long, value_name = "SECONDS")]
-    pub update_rate: Option<u64>,
+    pub(crate) update_rate: Option<u64>,
     /// Accepted for compatibility: plugins are always polled concurrently (see --connections).
     #[arg(long)]
-    pub fork: bool,
+    pub(crate) fork: bool,
     /// Connections to munin-node at most, so at most this many plugins run at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Longest wait for one answer from munin-node, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub request_timeout: u64,
+    pub(crate) request_timeout: u64,
     /// Longest wait between two attempts to reach munin-node, in seconds (for tests).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, hide = true)]
-    pub max_backoff: u64,
+    pub(crate) max_backoff: u64,
     /// When records are forced to disk: "record" (after each one) or "kernel".
     #[arg(long, value_name = "WHEN", default_value = "record")]
-    pub durability: String,
+    pub(crate) durability: String,
     /// Do not delete old spool files.
     #[arg(short = 'n', long)]
-    pub nocleanup: bool,
+    pub(crate) nocleanup: bool,
     /// Hold each spool directory under SIZE (bytes, or with K, M, G, T: powers of 1024),
     /// checked every 10 minutes: the oldest finished interval files go first.
     #[arg(long, value_name = "SIZE")]
-    pub max_spool_size: Option<String>,
+    pub(crate) max_spool_size: Option<String>,
     /// Logging.
     #[command(flatten)]
-    pub log: LogOpts,
+    pub(crate) log: LogOpts,
 }
 
 const AFTER_HELP: &str = "\
@@ -83,27 +83,27 @@ wrong command line.";
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// munin-node's address.
-    pub host: String,
+    pub(crate) host: String,
     /// The spool directory.
-    pub spooldir: PathBuf,
+    pub(crate) spooldir: PathBuf,
     /// Interval file length, seconds.
-    pub interval: u64,
+    pub(crate) interval: u64,
     /// Intervals kept.
-    pub retain: u64,
+    pub(crate) retain: u64,
     /// Rate of plugins that declare none, seconds.
-    pub default_rate: u64,
+    pub(crate) default_rate: u64,
     /// Concurrent connections.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Deadline of one request.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Longest wait between two attempts to reach munin-node.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// When records reach the disk.
-    pub durability: Durability,
+    pub(crate) durability: Durability,
     /// Delete old spool files every 10 minutes.
-    pub cleanup: bool,
+    pub(crate) cleanup: bool,
     /// Hold each spool directory's interval files under this many bytes.
-    pub max_spool_bytes: Option<u64>,
+    pub(crate) max_spool_bytes: Option<u64>,
     /// Where logs go.
     pub log_target: Target,
     /// The most detailed level logged.

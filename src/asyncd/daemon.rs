@@ -163,7 +163,7 @@ struct NodeSpool {
 
 /// Whether a node name from munin-node can name a subdirectory: no `/`, no NUL, not `.`
 /// or `..` or hidden, printable, at most 200 bytes. Dashes and dots inside are fine.
-pub fn valid_node_name(name: &str) -> bool {
+pub(crate) fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
@@ -906,14 +906,7 @@ impl Coordinator<'_> {
         let max_age = self.cfg.interval.saturating_mul(self.cfg.retain);
         for spool in &self.spools {
             let dir = spool.writer.dir();
-            let s = match Spool::open(dir) {
-                Ok(s) => s,
-                Err(e) => {
-                    log_error!("cleanup: {e}");
-                    continue;
-                }
-            };
-            match crate::spool::cleanup::cleanup(&s, now, max_age) {
+            match spool.writer.cleanup(now, max_age) {
                 Ok(r) if r.removed > 0 => {
                     log_info!(
                         "cleanup of {}: {} old spool files removed",
@@ -927,7 +920,7 @@ impl Coordinator<'_> {
             let Some(max) = self.cfg.max_spool_bytes else {
                 continue;
             };
-            match crate::spool::cleanup::cap_size(&s, now, max) {
+            match spool.writer.cap_size(now, max) {
                 Ok(r) => {
                     if r.removed > 0 {
                         log_warn!(

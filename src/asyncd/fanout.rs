@@ -21,17 +21,17 @@ use std::path::{Path, PathBuf};
 
 /// One node to poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeEntry {
+pub(crate) struct NodeEntry {
     /// The section's name.
-    pub name: String,
+    pub(crate) name: String,
     /// munin-node's address, HOST:PORT.
-    pub host: String,
+    pub(crate) host: String,
     /// Where its samples are spooled.
-    pub spooldir: PathBuf,
+    pub(crate) spooldir: PathBuf,
 }
 
 /// Parses the file's text; `file` names it in errors.
-pub fn parse(file: &Path, text: &str) -> Result<Vec<NodeEntry>, String> {
+pub(crate) fn parse(file: &Path, text: &str) -> Result<Vec<NodeEntry>, String> {
     let at = |line: usize, msg: String| format!("{}:{line}: {msg}", file.display());
     let mut entries: Vec<(usize, String, Option<String>, Option<PathBuf>)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -117,7 +117,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<NodeEntry>, String> {
 }
 
 /// Reads and parses the file.
-pub fn load(file: &Path) -> Result<Vec<NodeEntry>, String> {
+pub(crate) fn load(file: &Path) -> Result<Vec<NodeEntry>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     parse(file, &text)
 }

@@ -11,20 +11,17 @@
 //!   be written (`disk`), the plugin already had a sample that second (`repeat`);
 //! - `munin_asyncd_spool`: the spool's bytes;
 //! - `munin_asyncd_lag`: seconds since the newest sample a master has fetched, from the
-//!   cursor munin-async records at each spoolfetch ([`CURSOR_FILE`]).
+//!   cursor munin-async records at each spoolfetch ([`crate::spool::CURSOR_FILE`]).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 /// The plugin's name in the spool.
-pub const PLUGIN: &str = crate::spool::HEALTH_PLUGIN;
-
-/// Where munin-async records the newest sample a master was sent (see the spool format).
-pub use crate::spool::CURSOR_FILE;
+pub(crate) const PLUGIN: &str = crate::spool::HEALTH_PLUGIN;
 
 /// Why a sample was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dropped {
+pub(crate) enum Dropped {
     /// munin-node did not answer, or not in time, or not in the protocol.
     Node,
     /// The plugin failed (`# Bad exit`, no values).
@@ -37,7 +34,7 @@ pub enum Dropped {
 
 /// How a poll ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A sample was written.
     Written,
     /// The fetch answered no value (nothing but `.`): the config was written alone.
@@ -49,7 +46,7 @@ pub enum Outcome {
 /// The counters of one munin-node's polls. Counts only grow (the graphs derive rates);
 /// latencies are over the period since the last record.
 #[derive(Debug, Clone, Default)]
-pub struct Health {
+pub(crate) struct Health {
     written: u64,
     empty: u64,
     failed: u64,
@@ -61,7 +58,7 @@ pub struct Health {
 
 impl Health {
     /// A poll ended so, after `took`.
-    pub fn poll(&mut self, outcome: Outcome, took: Duration) {
+    pub(crate) fn poll(&mut self, outcome: Outcome, took: Duration) {
         match outcome {
             Outcome::Written => self.written += 1,
             Outcome::Empty => self.empty += 1,
@@ -78,7 +75,7 @@ impl Health {
     /// The plugin's output for one sample: config and values of each graph. `rate` is the
     /// `update_rate`, `spool_bytes` the spool's size, `lag` the seconds since the master's
     /// cursor (None when no master has fetched yet). Starts the next latency period.
-    pub fn output(&mut self, rate: u64, spool_bytes: u64, lag: Option<u64>) -> Vec<String> {
+    pub(crate) fn output(&mut self, rate: u64, spool_bytes: u64, lag: Option<u64>) -> Vec<String> {
         let secs = |d: Duration| format!("{:.3}", d.as_secs_f64());
         let avg = if self.latency_n == 0 {
             "U".to_string()
@@ -172,7 +169,7 @@ impl Health {
 }
 
 /// Parses the cursor file's content.
-pub fn parse_cursor(text: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(text: &[u8]) -> Option<u64> {
     crate::spool::names::parse_decimal(text.trim_ascii())
 }
 

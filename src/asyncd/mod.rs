@@ -9,8 +9,8 @@
 
 pub mod cli;
 pub mod daemon;
-pub mod fanout;
-pub mod health;
-pub mod node;
-pub mod schedule;
+pub(crate) mod fanout;
+pub(crate) mod health;
+pub(crate) mod node;
+pub(crate) mod schedule;
 pub mod signals;

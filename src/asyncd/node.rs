@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use crate::util::line::{LineEnd, LineReader};
 
 /// The longest line accepted from munin-node.
-pub const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 /// The largest reply accepted for one request: what fits in one spool record.
-pub const MAX_REPLY: usize = crate::spool::record::MAX_RECORD;
+pub(crate) const MAX_REPLY: usize = crate::spool::record::MAX_RECORD;
 
 /// What went wrong talking to munin-node.
 #[derive(Debug)]
-pub enum NodeError {
+pub(crate) enum NodeError {
     /// Could not connect.
     Connect {
         /// The address.
@@ -91,16 +91,16 @@ impl Read for Deadlined {
 }
 
 /// One connection to munin-node.
-pub struct NodeConn {
+pub(crate) struct NodeConn {
     lines: LineReader<Deadlined>,
     timeout: Duration,
     /// The host name in the node's greeting.
-    pub hostname: String,
+    pub(crate) hostname: String,
 }
 
 impl NodeConn {
     /// Connects and reads the greeting; every later request gets `timeout`.
-    pub fn connect(addr: &str, timeout: Duration) -> Result<NodeConn, NodeError> {
+    pub(crate) fn connect(addr: &str, timeout: Duration) -> Result<NodeConn, NodeError> {
         let connect_err = |source| NodeError::Connect {
             addr: addr.to_string(),
             source,
@@ -207,7 +207,7 @@ impl NodeConn {
     }
 
     /// Announces our capabilities; returns the node's.
-    pub fn cap(&mut self, caps: &str) -> Result<Vec<String>, NodeError> {
+    pub(crate) fn cap(&mut self, caps: &str) -> Result<Vec<String>, NodeError> {
         let request = format!("cap {caps}");
         let line = self.one_line(&request)?;
         let text = String::from_utf8_lossy(&line);
@@ -225,7 +225,7 @@ impl NodeConn {
     }
 
     /// The virtual nodes the node serves.
-    pub fn nodes(&mut self) -> Result<Vec<String>, NodeError> {
+    pub(crate) fn nodes(&mut self) -> Result<Vec<String>, NodeError> {
         Ok(self
             .multi_line("nodes")?
             .iter()
@@ -235,7 +235,7 @@ impl NodeConn {
     }
 
     /// The plugins of a (virtual) node.
-    pub fn list(&mut self, node: &str) -> Result<Vec<String>, NodeError> {
+    pub(crate) fn list(&mut self, node: &str) -> Result<Vec<String>, NodeError> {
         let line = self.one_line(format!("list {node}").trim_end())?;
         Ok(String::from_utf8_lossy(&line)
             .split_whitespace()
@@ -244,17 +244,17 @@ impl NodeConn {
     }
 
     /// A plugin's config output.
-    pub fn config(&mut self, plugin: &str) -> Result<Vec<Vec<u8>>, NodeError> {
+    pub(crate) fn config(&mut self, plugin: &str) -> Result<Vec<Vec<u8>>, NodeError> {
         self.multi_line(&format!("config {plugin}"))
     }
 
     /// A plugin's fetch output.
-    pub fn fetch(&mut self, plugin: &str) -> Result<Vec<Vec<u8>>, NodeError> {
+    pub(crate) fn fetch(&mut self, plugin: &str) -> Result<Vec<Vec<u8>>, NodeError> {
         self.multi_line(&format!("fetch {plugin}"))
     }
 
     /// Says goodbye (best effort).
-    pub fn quit(mut self) {
+    pub(crate) fn quit(mut self) {
         let _ = self.send("quit");
     }
 }

@@ -14,17 +14,17 @@ use std::collections::BinaryHeap;
 
 /// A plugin's polling rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
+pub(crate) struct Rate {
     /// Seconds between samples (at least 1).
-    pub seconds: u64,
+    pub(crate) seconds: u64,
     /// `aligned`: the master rounds sample times to the rate.
-    pub aligned: bool,
+    pub(crate) aligned: bool,
 }
 
 /// Parses the value of an `update_rate` line as Munin's master does: digits, an optional
 /// unit (`s`, `m`, `h`, `d`, `w`, `t` = 31 days, `y` = 365 days), an optional ` aligned`.
 /// `None` for anything the master would read as 0.
-pub fn parse_update_rate(value: &[u8]) -> Option<Rate> {
+pub(crate) fn parse_update_rate(value: &[u8]) -> Option<Rate> {
     let value = value.trim_ascii();
     let ndigits = value.iter().take_while(|b| b.is_ascii_digit()).count();
     let n = crate::spool::names::parse_decimal(&value[..ndigits])?;
@@ -52,7 +52,7 @@ pub fn parse_update_rate(value: &[u8]) -> Option<Rate> {
 }
 
 /// The plugin's own rate from its config output: the first graph-level `update_rate` line.
-pub fn rate_in_config<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<Rate> {
+pub(crate) fn rate_in_config<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<Rate> {
     lines
         .into_iter()
         .find_map(|l| l.strip_prefix(b"update_rate ").map(parse_update_rate))
@@ -60,14 +60,14 @@ pub fn rate_in_config<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<R
 }
 
 /// The first slot of `rate` strictly after `t`.
-pub fn next_slot(t: u64, rate: u64) -> u64 {
+pub(crate) fn next_slot(t: u64, rate: u64) -> u64 {
     let rate = rate.max(1);
     (t / rate).saturating_add(1).saturating_mul(rate)
 }
 
 /// Due times of a set of plugins, identified by index.
 #[derive(Debug, Default)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     due: BinaryHeap<Reverse<(u64, usize)>>,
     in_flight: Vec<bool>,
     rates: Vec<u64>,
@@ -75,12 +75,12 @@ pub struct Schedule {
 
 impl Schedule {
     /// An empty schedule.
-    pub fn new() -> Schedule {
+    pub(crate) fn new() -> Schedule {
         Schedule::default()
     }
 
     /// Adds plugin `id` with `rate`, first due at its next slot after `now`.
-    pub fn add(&mut self, id: usize, rate: u64, now: u64) {
+    pub(crate) fn add(&mut self, id: usize, rate: u64, now: u64) {
         if self.rates.len() <= id {
             self.rates.resize(id + 1, 0);
             self.in_flight.resize(id + 1, false);
@@ -90,27 +90,27 @@ impl Schedule {
     }
 
     /// Adds plugin `id` with `rate`, first due at `due` (then on its slots).
-    pub fn add_due(&mut self, id: usize, rate: u64, due: u64) {
+    pub(crate) fn add_due(&mut self, id: usize, rate: u64, due: u64) {
         self.add(id, rate, 0);
         self.due.retain(|Reverse((_, i))| *i != id);
         self.due.push(Reverse((due, id)));
     }
 
     /// Changes a plugin's rate; it takes effect from its next slot.
-    pub fn set_rate(&mut self, id: usize, rate: u64) {
+    pub(crate) fn set_rate(&mut self, id: usize, rate: u64) {
         if let Some(r) = self.rates.get_mut(id) {
             *r = rate.max(1);
         }
     }
 
     /// The earliest due time, if any plugin is waiting.
-    pub fn next_due(&self) -> Option<u64> {
+    pub(crate) fn next_due(&self) -> Option<u64> {
         self.due.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Takes the next plugin due at or before `now`, with the slot it is due for, and
     /// marks it in flight.
-    pub fn pop_due(&mut self, now: u64) -> Option<(usize, u64)> {
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<(usize, u64)> {
         let Reverse((t, id)) = *self.due.peek()?;
         if t > now {
             return None;
@@ -124,7 +124,7 @@ impl Schedule {
 
     /// Plugin `id` is done (or failed) at `now`: it is due again at its first slot after
     /// both the slot it ran for and `now`.
-    pub fn done(&mut self, id: usize, slot: u64, now: u64) {
+    pub(crate) fn done(&mut self, id: usize, slot: u64, now: u64) {
         if let Some(f) = self.in_flight.get_mut(id) {
             *f = false;
         }
@@ -134,7 +134,7 @@ impl Schedule {
 
     /// Plugin `id` is done without a sample and must be asked again at `t`, off its slots
     /// (its sample would have repeated the time of the last one).
-    pub fn retry_at(&mut self, id: usize, t: u64) {
+    pub(crate) fn retry_at(&mut self, id: usize, t: u64) {
         if let Some(f) = self.in_flight.get_mut(id) {
             *f = false;
         }
@@ -142,15 +142,16 @@ impl Schedule {
     }
 
     /// Takes plugin `id` out of the schedule.
-    pub fn remove(&mut self, id: usize) {
+    pub(crate) fn remove(&mut self, id: usize) {
         self.due.retain(|Reverse((_, i))| *i != id);
         if let Some(f) = self.in_flight.get_mut(id) {
             *f = false;
         }
     }
 
-    /// Whether a request for plugin `id` is in flight.
-    pub fn in_flight(&self, id: usize) -> bool {
+    /// Whether a request for plugin `id` is in flight (tests).
+    #[cfg(test)]
+    fn in_flight(&self, id: usize) -> bool {
         self.in_flight.get(id).copied().unwrap_or(false)
     }
 }

@@ -28,18 +28,18 @@ pub fn install() {
 }
 
 /// Whether a stop was asked for.
-pub fn terminate_requested() -> bool {
+pub(crate) fn terminate_requested() -> bool {
     TERMINATE.load(Ordering::SeqCst)
 }
 
 /// Whether a reload was asked for since the last call.
-pub fn take_reload() -> bool {
+pub(crate) fn take_reload() -> bool {
     RELOAD.swap(false, Ordering::SeqCst)
 }
 
 /// systemd's watchdog interval (`WatchdogSec`, given as `WATCHDOG_USEC`), when it is meant
 /// for this process.
-pub fn watchdog_interval() -> Option<std::time::Duration> {
+pub(crate) fn watchdog_interval() -> Option<std::time::Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {
@@ -50,7 +50,7 @@ pub fn watchdog_interval() -> Option<std::time::Duration> {
 }
 
 /// Tells systemd (`Type=notify`) something, when it is listening.
-pub fn sd_notify(state: &str) {
+pub(crate) fn sd_notify(state: &str) {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {

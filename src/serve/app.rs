@@ -15,7 +15,7 @@ use crate::util::log;
 use crate::{log_error, log_info, log_warn};
 
 /// The system's host name, as Perl's `Sys::Hostname` gives it.
-pub fn system_hostname() -> String {
+pub(crate) fn system_hostname() -> String {
     std::fs::read("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read("/etc/hostname"))
         .ok()
@@ -122,7 +122,7 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
 }
 
 fn run_cleanup(spool: &Spool, max_age: u64, target: log::Target) -> ExitCode {
-    match cleanup(spool, system_clock(), max_age) {
+    match cleanup(spool, system_clock(), max_age, None) {
         Ok(r) if r.failed == 0 => {
             log_info!(
                 "cleanup of {}: {} files removed",

@@ -13,28 +13,32 @@
 use std::path::Path;
 
 /// The options every line carries, before `from=` and `command=`.
-pub const OPTIONS: &str =
+pub(crate) const OPTIONS: &str =
     "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc";
 
 /// What the forced command runs with.
 #[derive(Debug, Clone, Copy)]
-pub struct Forced<'a> {
+pub(crate) struct Forced<'a> {
     /// munin-async's own path.
-    pub program: &'a Path,
+    pub(crate) program: &'a Path,
     /// The spool directory.
-    pub spooldir: &'a Path,
+    pub(crate) spooldir: &'a Path,
     /// `--hostname`, if given.
-    pub hostname: Option<&'a str>,
+    pub(crate) hostname: Option<&'a str>,
     /// `--catchup-window`, if given.
-    pub catchup_window: Option<u64>,
+    pub(crate) catchup_window: Option<u64>,
     /// `--compat-output`, if given.
-    pub compat_output: bool,
+    pub(crate) compat_output: bool,
 }
 
 /// One `authorized_keys` line per public key in `keys` (the text of a `.pub` file, or of
 /// an `authorized_keys` file without options). `from` restricts the master's address
 /// (sshd's pattern-list, e.g. `192.0.2.0/24,2001:db8::/32`).
-pub fn lines(forced: Forced<'_>, from: Option<&str>, keys: &str) -> Result<Vec<String>, String> {
+pub(crate) fn lines(
+    forced: Forced<'_>,
+    from: Option<&str>,
+    keys: &str,
+) -> Result<Vec<String>, String> {
     let mut command = vec![
         plain("munin-async's path", &forced.program.to_string_lossy())?,
         "--spooldir".to_string(),

@@ -257,7 +257,7 @@ impl<W: Write> RecordSink for Pass<'_, W> {
 /// newest config of each plugin in `listed` that has no record in the window; then the
 /// closing `.`. Damaged parts and unreadable files are logged and skipped; only an error
 /// writing to the master is returned.
-pub fn spoolfetch_blocks<W: Write>(
+pub(crate) fn spoolfetch_blocks<W: Write>(
     spool: &Spool,
     files: &[IntervalFile],
     window: Window,

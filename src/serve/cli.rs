@@ -12,7 +12,7 @@ use crate::serve::spoolfetch::Form;
 use crate::util::log::{Level, LogOpts, Target};
 
 /// Where Debian keeps the spool.
-pub use crate::spool::DEFAULT_SPOOLDIR;
+pub(crate) use crate::spool::DEFAULT_SPOOLDIR;
 
 /// Serve a munin-async spool directory to a Munin master on stdin/stdout.
 ///
@@ -23,46 +23,46 @@ pub use crate::spool::DEFAULT_SPOOLDIR;
 pub struct AsyncOpts {
     /// Directory holding the spooled data.
     #[arg(short = 's', long, value_name = "DIR", default_value = DEFAULT_SPOOLDIR)]
-    pub spooldir: PathBuf,
+    pub(crate) spooldir: PathBuf,
     /// Name in the greeting [default: hostname from SPOOL-META, else the system's name].
     #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// Clean up the spool directory after the session.
     #[arg(long)]
-    pub cleanup: bool,
+    pub(crate) cleanup: bool,
     /// Clean up the spool directory and exit (no session).
     #[arg(long)]
-    pub cleanupandexit: bool,
+    pub(crate) cleanupandexit: bool,
     /// Announce the "spool" capability, so the master uses spoolfetch.
     #[arg(long)]
-    pub spoolfetch: bool,
+    pub(crate) spoolfetch: bool,
     /// Accepted for compatibility; "config" and "fetch" are always answered from the
     /// newest spooled sample.
     #[arg(long)]
-    pub vectorfetch: bool,
+    pub(crate) vectorfetch: bool,
     /// Print what the spool holds (per plugin: samples, oldest, newest, gaps, bytes, damaged
     /// parts) and exit: 0 when nothing is damaged, 1 otherwise. Reads only.
     #[arg(long)]
-    pub inspect: bool,
+    pub(crate) inspect: bool,
     /// Print the hardened authorized_keys line for the master's public key in FILE ("-" for
     /// stdin), with this program, --spooldir and the other options given in its forced
     /// command, and exit.
     #[arg(long, value_name = "FILE")]
-    pub authorized_keys: Option<PathBuf>,
+    pub(crate) authorized_keys: Option<PathBuf>,
     /// With --authorized-keys: the master's addresses (sshd's from="..." pattern-list).
     #[arg(long, value_name = "PATTERNS", requires = "authorized_keys")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// How far one spoolfetch reaches past the oldest sample it sends, in seconds; 0 for
     /// no limit [default: 6 spool intervals, 6 days with Debian's settings].
     #[arg(long, value_name = "SECONDS")]
-    pub catchup_window: Option<u64>,
+    pub(crate) catchup_window: Option<u64>,
     /// Send spoolfetch replies as Perl's munin-async does, one block per sample with its
     /// whole config, byte for byte, instead of one block per plugin and config.
     #[arg(long)]
-    pub compat_output: bool,
+    pub(crate) compat_output: bool,
     /// Logging.
     #[command(flatten)]
-    pub log: LogOpts,
+    pub(crate) log: LogOpts,
 }
 
 const AFTER_HELP: &str = "\
@@ -74,7 +74,7 @@ directory cannot be used or writing to the master failed, 2 for a wrong command 
 
 /// What to do after the options are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Serve a session, then clean up if `cleanup`.
     Serve {
         /// Clean up after the session.
@@ -97,21 +97,21 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct AsyncConfig {
     /// The spool directory.
-    pub spooldir: PathBuf,
+    pub(crate) spooldir: PathBuf,
     /// `--hostname`, checked.
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// What to do.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// Announce `spool`.
-    pub spoolfetch: bool,
+    pub(crate) spoolfetch: bool,
     /// The catch-up window.
-    pub catchup: Catchup,
+    pub(crate) catchup: Catchup,
     /// How spoolfetch replies are laid out.
-    pub form: Form,
+    pub(crate) form: Form,
     /// Where logs go.
-    pub log_target: Target,
+    pub(crate) log_target: Target,
     /// The most detailed level logged.
-    pub log_level: Level,
+    pub(crate) log_level: Level,
 }
 
 impl AsyncOpts {

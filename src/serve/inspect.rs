@@ -10,49 +10,49 @@ use crate::spool::{ScanError, Spool, SpoolError};
 
 /// What one plugin's files hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PluginReport {
+pub(crate) struct PluginReport {
     /// The sanitised plugin name, as in the file names.
-    pub service: String,
+    pub(crate) service: String,
     /// Interval files.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Their bytes.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Intact samples (records).
-    pub samples: u64,
+    pub(crate) samples: u64,
     /// The oldest and newest sample's time.
-    pub oldest: Option<u64>,
+    pub(crate) oldest: Option<u64>,
     /// See `oldest`.
-    pub newest: Option<u64>,
+    pub(crate) newest: Option<u64>,
     /// The plugin's rate: `plugin_rates/` in SPOOL-META, else the shortest step seen.
-    pub rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// Steps between samples longer than 1.5 × the rate, and the longest step.
-    pub gaps: u64,
+    pub(crate) gaps: u64,
     /// See `gaps`.
-    pub longest_gap: u64,
+    pub(crate) longest_gap: u64,
     /// Damaged parts skipped, and the first: file, byte offset, what.
-    pub damaged: u64,
+    pub(crate) damaged: u64,
     /// See `damaged`.
-    pub first_damage: Option<(String, u64, Damage)>,
+    pub(crate) first_damage: Option<(String, u64, Damage)>,
     /// Files that could not be read, with why.
-    pub unreadable: Vec<String>,
+    pub(crate) unreadable: Vec<String>,
 }
 
 /// What a spool directory holds.
 #[derive(Debug, Clone, Default)]
-pub struct SpoolReport {
+pub(crate) struct SpoolReport {
     /// `hostname` from SPOOL-META.
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// `complete_until` from SPOOL-META (written by our munin-asyncd only).
-    pub complete_until: Option<u64>,
+    pub(crate) complete_until: Option<u64>,
     /// Problems with SPOOL-META itself.
-    pub meta_problems: Vec<String>,
+    pub(crate) meta_problems: Vec<String>,
     /// One entry per plugin, in name order.
-    pub plugins: Vec<PluginReport>,
+    pub(crate) plugins: Vec<PluginReport>,
 }
 
 impl SpoolReport {
     /// Whether anything damaged or unreadable was found.
-    pub fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         self.meta_problems.is_empty()
             && self
                 .plugins
@@ -85,7 +85,7 @@ impl RecordSink for Times {
 }
 
 /// Reads every interval file of `spool`.
-pub fn inspect(spool: &Spool) -> Result<SpoolReport, SpoolError> {
+pub(crate) fn inspect(spool: &Spool) -> Result<SpoolReport, SpoolError> {
     let mut report = SpoolReport::default();
     match spool.meta() {
         Ok(meta) => {
@@ -151,7 +151,7 @@ pub fn inspect(spool: &Spool) -> Result<SpoolReport, SpoolError> {
 }
 
 /// A time as `YYYY-MM-DD HH:MM:SS` (UTC).
-pub fn utc(t: u64) -> String {
+pub(crate) fn utc(t: u64) -> String {
     let (days, secs) = (t / 86_400, t % 86_400);
     // Howard Hinnant's civil-from-days, for days since 1970-01-01.
     let z = days as i64 + 719_468;
@@ -172,7 +172,7 @@ pub fn utc(t: u64) -> String {
 }
 
 /// The report as text for a person: a header, one line per plugin, then the problems.
-pub fn render(dir: &std::path::Path, r: &SpoolReport) -> String {
+pub(crate) fn render(dir: &std::path::Path, r: &SpoolReport) -> String {
     let mut out = String::new();
     let bytes: u64 = r.plugins.iter().map(|p| p.bytes).sum();
     let samples: u64 = r.plugins.iter().map(|p| p.samples).sum();

@@ -8,11 +8,11 @@
 //! hardened line for a master's key.
 
 pub mod app;
-pub mod authkeys;
-pub mod blocks;
+pub(crate) mod authkeys;
+pub(crate) mod blocks;
 pub mod cli;
-pub mod inspect;
-pub mod output;
-pub mod protocol;
+pub(crate) mod inspect;
+pub(crate) mod output;
+pub(crate) mod protocol;
 pub mod session;
 pub mod spoolfetch;

@@ -10,9 +10,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 /// Bytes gathered before they are handed to the writer thread.
-pub const CHUNK: usize = 32 * 1024;
+pub(crate) const CHUNK: usize = 32 * 1024;
 /// Chunks that may wait for the writer thread.
-pub const QUEUE: usize = 4;
+pub(crate) const QUEUE: usize = 4;
 
 enum Msg {
     Data(Vec<u8>),
@@ -22,7 +22,7 @@ enum Msg {
 
 /// A `Write` that hands full chunks to a writer thread. `flush` returns once everything
 /// written before it is out, with the first error the thread met.
-pub struct ThreadedWriter {
+pub(crate) struct ThreadedWriter {
     buf: Vec<u8>,
     tx: Option<SyncSender<Msg>>,
     spare: Receiver<Vec<u8>>,
@@ -31,7 +31,7 @@ pub struct ThreadedWriter {
 
 impl ThreadedWriter {
     /// Starts the writer thread over `out`.
-    pub fn new<W: Write + Send + 'static>(mut out: W) -> ThreadedWriter {
+    pub(crate) fn new<W: Write + Send + 'static>(mut out: W) -> ThreadedWriter {
         let (tx, rx) = sync_channel::<Msg>(QUEUE);
         let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE + 1);
         let thread = thread::spawn(move || {

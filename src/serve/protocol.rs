@@ -5,11 +5,11 @@
 //! `listing` counted as `list`; we match whole words, which is what every master sends.
 
 /// The longest command line we accept from the master.
-pub const MAX_COMMAND: usize = 64 * 1024;
+pub(crate) const MAX_COMMAND: usize = 64 * 1024;
 
 /// What `spoolfetch` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Since {
+pub(crate) enum Since {
     /// `spoolfetch N`: records newer than N.
     After(u64),
     /// `spoolfetch -N`: records of the last N seconds (Munin's development branch).
@@ -18,7 +18,7 @@ pub enum Since {
 
 /// A command from the master.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command<'a> {
+pub(crate) enum Command<'a> {
     /// `cap WORD…`
     Cap(Vec<&'a [u8]>),
     /// `list [node]`
@@ -46,7 +46,7 @@ pub enum Command<'a> {
 }
 
 /// Parses one line (without its `\n`; a trailing `\r` and surrounding blanks are ignored).
-pub fn parse(line: &[u8]) -> Command<'_> {
+pub(crate) fn parse(line: &[u8]) -> Command<'_> {
     let mut words = line
         .split(|b| b.is_ascii_whitespace())
         .filter(|w| !w.is_empty());

@@ -28,7 +28,7 @@ pub enum Catchup {
 
 /// The default catch-up window: six spool intervals, six days with Debian's default
 /// interval (what Perl sends at most, counted in files).
-pub const DEFAULT_CATCHUP: Catchup = Catchup::Intervals(6);
+pub(crate) const DEFAULT_CATCHUP: Catchup = Catchup::Intervals(6);
 
 /// What the session needs to know.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// The catch-up window in seconds (0: none).
-    pub fn catchup_seconds(&self) -> u64 {
+    pub(crate) fn catchup_seconds(&self) -> u64 {
         match self.catchup {
             Catchup::Intervals(n) => n.saturating_mul(self.interval_size),
             Catchup::Seconds(s) => s,

@@ -32,28 +32,28 @@ pub enum Form {
 
 /// The records one spoolfetch sends: `after < t <= until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     /// The master's cursor: only newer records are sent.
-    pub after: u64,
+    pub(crate) after: u64,
     /// The newest time sent in this reply.
-    pub until: u64,
+    pub(crate) until: u64,
 }
 
 impl Window {
     /// Whether a record with this time is sent.
-    pub fn contains(&self, t: u64) -> bool {
+    pub(crate) fn contains(&self, t: u64) -> bool {
         t > self.after && t <= self.until
     }
 
     /// Whether an interval file can hold records of the window. Like Perl, a file is
     /// skipped when its interval ended before the cursor.
-    pub fn may_hold(&self, f: &IntervalFile) -> bool {
+    pub(crate) fn may_hold(&self, f: &IntervalFile) -> bool {
         f.end() >= self.after && f.start <= self.until
     }
 
     /// Plans the window for `spoolfetch after`, with a catch-up span in seconds (0: no
     /// limit).
-    pub fn plan(spool: &Spool, files: &[IntervalFile], after: u64, span: u64) -> Window {
+    pub(crate) fn plan(spool: &Spool, files: &[IntervalFile], after: u64, span: u64) -> Window {
         let unlimited = Window {
             after,
             until: u64::MAX,
@@ -123,15 +123,15 @@ fn first_record_after(spool: &Spool, files: &[IntervalFile], after: u64) -> Opti
 
 /// What a spoolfetch sent.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FetchReport {
+pub(crate) struct FetchReport {
     /// Records sent.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Damaged stretches skipped.
-    pub damaged: u64,
+    pub(crate) damaged: u64,
     /// Files that could not be read.
-    pub unreadable: u64,
+    pub(crate) unreadable: u64,
     /// The newest time sent (what the master will store as its cursor).
-    pub newest: Option<u64>,
+    pub(crate) newest: Option<u64>,
 }
 
 /// Writes served records to the master in large chunks.
@@ -257,7 +257,7 @@ pub(crate) fn scan_for_reply<S: RecordSink<Error = io::Error>>(
 /// Sends every record in `window`, plugin by plugin in name order, then the closing `.`.
 /// Damaged parts and unreadable files are logged and skipped; only an error writing to
 /// the master is returned.
-pub fn spoolfetch<W: Write>(
+pub(crate) fn spoolfetch<W: Write>(
     spool: &Spool,
     files: &[IntervalFile],
     window: Window,
@@ -283,7 +283,7 @@ pub fn spoolfetch<W: Write>(
 }
 
 /// The newest intact record of one plugin: its time and its lines, each ending in `\n`.
-pub fn newest_record(
+pub(crate) fn newest_record(
     spool: &Spool,
     files: &[IntervalFile],
     service: &str,

@@ -13,28 +13,34 @@
 use std::fs;
 use std::path::Path;
 
+use crate::spool::trace::{Op, Trace};
 use crate::spool::{Spool, SpoolError};
 use crate::{log_error, log_info};
 
 /// What a cleanup did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CleanupReport {
+pub(crate) struct CleanupReport {
     /// Files deleted.
-    pub removed: u64,
+    pub(crate) removed: u64,
     /// Files that should have gone but could not be deleted.
-    pub failed: u64,
+    pub(crate) failed: u64,
 }
 
 /// Deletes every interval file whose interval ended more than `max_age` seconds before
-/// `now`.
-pub fn cleanup(spool: &Spool, now: u64, max_age: u64) -> Result<CleanupReport, SpoolError> {
+/// `now`. Each deletion is logged into `trace`, if given.
+pub(crate) fn cleanup(
+    spool: &Spool,
+    now: u64,
+    max_age: u64,
+    trace: Option<&Trace>,
+) -> Result<CleanupReport, SpoolError> {
     let mut report = CleanupReport::default();
     for f in spool.interval_files()? {
         if now.saturating_sub(f.end()) <= max_age {
             continue;
         }
         let path = spool.path_of(&f);
-        if regular_size(&path).is_some() && remove(&path) {
+        if regular_size(&path).is_some() && remove(&path, trace) {
             report.removed += 1;
         } else {
             report.failed += 1;
@@ -45,19 +51,24 @@ pub fn cleanup(spool: &Spool, now: u64, max_age: u64) -> Result<CleanupReport, S
 
 /// What holding a spool under its size did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CapReport {
+pub(crate) struct CapReport {
     /// Files deleted.
-    pub removed: u64,
+    pub(crate) removed: u64,
     /// Their bytes.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// The interval files' bytes afterwards.
-    pub left: u64,
+    pub(crate) left: u64,
 }
 
 /// Deletes interval files, the oldest interval first, until the spool's interval files
 /// hold at most `max_bytes`. Files whose interval has not ended at `now` are kept, so
-/// `left` can stay above `max_bytes`.
-pub fn cap_size(spool: &Spool, now: u64, max_bytes: u64) -> Result<CapReport, SpoolError> {
+/// `left` can stay above `max_bytes`. Each deletion is logged into `trace`, if given.
+pub(crate) fn cap_size(
+    spool: &Spool,
+    now: u64,
+    max_bytes: u64,
+    trace: Option<&Trace>,
+) -> Result<CapReport, SpoolError> {
     let mut files: Vec<_> = spool
         .interval_files()?
         .into_iter()
@@ -75,7 +86,7 @@ pub fn cap_size(spool: &Spool, now: u64, max_bytes: u64) -> Result<CapReport, Sp
         if report.left <= max_bytes || f.end() > now {
             break;
         }
-        if remove(&spool.path_of(&f)) {
+        if remove(&spool.path_of(&f), trace) {
             report.removed += 1;
             report.bytes += size;
             report.left -= size;
@@ -100,9 +111,14 @@ fn regular_size(path: &Path) -> Option<u64> {
 }
 
 /// Deletes one spool file, logging what happened.
-fn remove(path: &Path) -> bool {
+fn remove(path: &Path, trace: Option<&Trace>) -> bool {
     match fs::remove_file(path) {
         Ok(()) => {
+            if let (Some(t), Some(name)) = (trace, path.file_name()) {
+                t.log(Op::Unlink {
+                    name: name.to_string_lossy().into_owned(),
+                });
+            }
             log_info!("removed {}", path.display());
             true
         }
@@ -131,7 +147,7 @@ mod tests {
         }
         fs::write(dir.path().join("SPOOL-META"), vec![b'x'; 5000]).unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let r = cap_size(&spool, now, 5000).unwrap();
+        let r = cap_size(&spool, now, 5000, None).unwrap();
         assert_eq!((r.removed, r.bytes, r.left), (3, 3000, 5000));
         let names = |dir: &Path| {
             let mut names: Vec<String> = fs::read_dir(dir)
@@ -153,7 +169,7 @@ mod tests {
             ]
         );
         // The current day's files stay even when they alone are over the cap.
-        let r = cap_size(&spool, now, 1500).unwrap();
+        let r = cap_size(&spool, now, 1500, None).unwrap();
         assert_eq!((r.removed, r.bytes, r.left), (3, 3000, 2000));
         assert_eq!(names(dir.path()).len(), 3);
     }

@@ -13,53 +13,53 @@ use std::path::Path;
 use crate::spool::names::parse_decimal;
 
 /// File name of the metadata file inside the spool directory.
-pub const FILE_NAME: &str = "SPOOL-META";
+pub(crate) const FILE_NAME: &str = "SPOOL-META";
 
 /// The largest SPOOL-META we read; anything past it is ignored.
-pub const MAX_SIZE: u64 = 1 << 20;
+pub(crate) const MAX_SIZE: u64 = 1 << 20;
 
 /// Default interval file length, seconds (Perl's `DEFAULT_TIME`).
-pub const DEFAULT_INTERVAL_SIZE: u64 = 86_400;
+pub(crate) const DEFAULT_INTERVAL_SIZE: u64 = 86_400;
 /// Default number of intervals kept (Perl's `MAXIMUM_AGE`).
-pub const DEFAULT_INTERVAL_KEEP: u64 = 7;
+pub(crate) const DEFAULT_INTERVAL_KEEP: u64 = 7;
 /// Largest interval size we accept from the file (a year).
-pub const MAX_INTERVAL_SIZE: u64 = 366 * 86_400;
+pub(crate) const MAX_INTERVAL_SIZE: u64 = 366 * 86_400;
 /// Largest interval count we accept from the file.
-pub const MAX_INTERVAL_KEEP: u64 = 100_000;
+pub(crate) const MAX_INTERVAL_KEEP: u64 = 100_000;
 
 /// Every SPOOL-META key, defined once for the writer (munin-asyncd), the reader
 /// (munin-async) and `--inspect`.
 pub mod key {
     /// The name munin-async greets the master with (Perl's).
-    pub const HOSTNAME: &str = "hostname";
+    pub(crate) const HOSTNAME: &str = "hostname";
     /// Seconds per interval file (Perl's).
-    pub const INTERVAL_SIZE: &str = "interval_size";
+    pub(crate) const INTERVAL_SIZE: &str = "interval_size";
     /// Interval files kept (Perl's).
-    pub const INTERVAL_KEEP: &str = "interval_keep";
+    pub(crate) const INTERVAL_KEEP: &str = "interval_keep";
     /// When the daemon last wrote the file (Perl's).
-    pub const LAST_RUN_TIME: &str = "lastruntime";
+    pub(crate) const LAST_RUN_TIME: &str = "lastruntime";
     /// Every sample at or before this time is in the spool or has failed (ours).
-    pub const COMPLETE_UNTIL: &str = "complete_until";
+    pub(crate) const COMPLETE_UNTIL: &str = "complete_until";
     /// The prefix of a plugin's own `update_rate` (Perl's, with the plugin's name as
     /// munin-node lists it, not sanitised).
-    pub const PLUGIN_RATE_PREFIX: &str = "plugin_rates/";
+    pub(crate) const PLUGIN_RATE_PREFIX: &str = "plugin_rates/";
     /// The prefix of how long a plugin's last poll took, in ms (ours; the plugin's name).
-    pub const POLL_MS_PREFIX: &str = "poll_ms/";
+    pub(crate) const POLL_MS_PREFIX: &str = "poll_ms/";
     /// The prefix of a plugin's newest sample (the development branch's; sanitised name).
-    pub const LAST_TIMESTAMP_PREFIX: &str = "last-timestamp.";
+    pub(crate) const LAST_TIMESTAMP_PREFIX: &str = "last-timestamp.";
 
     /// `plugin_rates/<plugin>`.
-    pub fn plugin_rate(plugin: &str) -> String {
+    pub(crate) fn plugin_rate(plugin: &str) -> String {
         format!("{PLUGIN_RATE_PREFIX}{plugin}")
     }
 
     /// `poll_ms/<plugin>`.
-    pub fn poll_ms(plugin: &str) -> String {
+    pub(crate) fn poll_ms(plugin: &str) -> String {
         format!("{POLL_MS_PREFIX}{plugin}")
     }
 
     /// `last-timestamp.<plugin, sanitised>`.
-    pub fn last_timestamp(plugin: &str) -> String {
+    pub(crate) fn last_timestamp(plugin: &str) -> String {
         format!(
             "{LAST_TIMESTAMP_PREFIX}{}",
             crate::spool::names::sanitise(plugin.as_bytes())
@@ -77,9 +77,9 @@ pub struct SpoolMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadValue {
     /// The key.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// The value as found, lossily decoded for messages.
-    pub value: String,
+    pub(crate) value: String,
 }
 
 impl std::fmt::Display for BadValue {
@@ -112,7 +112,7 @@ impl SpoolMeta {
 
     /// Reads `dir/SPOOL-META`. A missing file is an empty metadata set (Perl creates it
     /// empty); other errors are returned so the caller can say which file failed.
-    pub fn load(dir: &Path) -> io::Result<SpoolMeta> {
+    pub(crate) fn load(dir: &Path) -> io::Result<SpoolMeta> {
         let path = dir.join(FILE_NAME);
         match fs::File::open(&path) {
             Ok(f) => {
@@ -145,7 +145,7 @@ impl SpoolMeta {
 
     /// `complete_until`: every sample taken at or before this time is in the spool or
     /// known to have failed (written by our munin-asyncd; Perl's never writes it).
-    pub fn complete_until(&self) -> Option<u64> {
+    pub(crate) fn complete_until(&self) -> Option<u64> {
         self.get(key::COMPLETE_UNTIL)
             .and_then(|v| crate::spool::names::parse_decimal(v.trim_ascii()))
     }
@@ -164,7 +164,7 @@ impl SpoolMeta {
     /// name, as the spool files name it. The keys hold the name munin-node lists
     /// (`if_eth0.1`), the files the sanitised one (`if_eth0_1`). Unusable values are left
     /// out; the first key for a name wins, as for every key.
-    pub fn plugin_rates(&self) -> std::collections::BTreeMap<String, u64> {
+    pub(crate) fn plugin_rates(&self) -> std::collections::BTreeMap<String, u64> {
         let mut rates = std::collections::BTreeMap::new();
         for (k, v) in &self.pairs {
             let Some(name) = k.strip_prefix(key::PLUGIN_RATE_PREFIX.as_bytes()) else {
@@ -180,7 +180,7 @@ impl SpoolMeta {
     }
 
     /// How long the plugin's last poll took (`poll_ms/<plugin>`), in ms.
-    pub fn poll_ms(&self, plugin: &str) -> Option<u64> {
+    pub(crate) fn poll_ms(&self, plugin: &str) -> Option<u64> {
         self.get(&key::poll_ms(plugin))
             .and_then(|v| parse_decimal(v.trim_ascii()))
     }
@@ -205,7 +205,7 @@ fn bad(key: &'static str, value: &[u8]) -> BadValue {
 
 /// Whether a name can stand in `# munin node at NAME` and be read back by the master's
 /// `(\S+)`.
-pub fn is_hostname(v: &[u8]) -> bool {
+pub(crate) fn is_hostname(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 253 && v.iter().all(|&b| b.is_ascii_graphic())
 }
 

@@ -9,31 +9,32 @@
 //! Every file name in a spool directory is defined here or in [`names`] (interval files)
 //! and [`meta`] (`SPOOL-META`).
 
-pub mod cleanup;
+pub(crate) mod cleanup;
 pub mod meta;
 pub mod names;
 pub mod reader;
 pub mod record;
+pub(crate) mod trace;
 pub mod writer;
 
 pub(crate) use reader::create_private;
 pub use reader::{ScanError, Spool, SpoolError};
 
 /// Where Debian keeps the spool.
-pub const DEFAULT_SPOOLDIR: &str = "/var/lib/munin-async";
+pub(crate) const DEFAULT_SPOOLDIR: &str = "/var/lib/munin-async";
 
 /// The plugins munin-asyncd last found on the node: their names, sanitised, on one line
 /// (Perl's too).
-pub const LIST_FILE: &str = "munin-daemon.list";
+pub(crate) const LIST_FILE: &str = "munin-daemon.list";
 
 /// Held locked by the munin-asyncd writing the directory, so a second one is refused
 /// (ours only).
-pub const LOCK_FILE: &str = "munin-asyncd.lock";
+pub(crate) const LOCK_FILE: &str = "munin-asyncd.lock";
 
 /// Where munin-async records, after each whole `spoolfetch` reply, the time of the newest
 /// sample sent (or the master's cursor when nothing newer was there), for the daemon's
 /// lag graph: one decimal number and a newline (ours only).
-pub const CURSOR_FILE: &str = "munin-async.cursor";
+pub(crate) const CURSOR_FILE: &str = "munin-async.cursor";
 
 /// The plugin munin-asyncd spools its own health as, beside the node's plugins.
-pub const HEALTH_PLUGIN: &str = "munin_asyncd";
+pub(crate) const HEALTH_PLUGIN: &str = "munin_asyncd";

@@ -8,25 +8,25 @@
 //! directory.
 
 /// The prefix of every interval file.
-pub const PREFIX: &str = "munin-daemon.";
+pub(crate) const PREFIX: &str = "munin-daemon.";
 
 /// The longest service name we accept in a file name (Linux allows 255-byte names).
-pub const MAX_SERVICE_LEN: usize = 200;
+pub(crate) const MAX_SERVICE_LEN: usize = 200;
 
 /// One interval file of one plugin, as named in the spool directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct IntervalFile {
+pub(crate) struct IntervalFile {
     /// The sanitised plugin name.
-    pub service: String,
+    pub(crate) service: String,
     /// Start of the interval, seconds since the epoch (a multiple of `size`).
-    pub start: u64,
+    pub(crate) start: u64,
     /// Length of the interval in seconds.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 impl IntervalFile {
     /// Parses a directory entry name; `None` for anything that is not an interval file.
-    pub fn parse(name: &[u8]) -> Option<IntervalFile> {
+    pub(crate) fn parse(name: &[u8]) -> Option<IntervalFile> {
         let rest = name.strip_prefix(PREFIX.as_bytes())?;
         let mut parts = rest.rsplitn(3, |&b| b == b'.');
         let size = parse_decimal(parts.next()?)?;
@@ -50,18 +50,18 @@ impl IntervalFile {
     }
 
     /// The file name this interval file has in the spool directory.
-    pub fn file_name(&self) -> String {
+    pub(crate) fn file_name(&self) -> String {
         format!("{PREFIX}{}.{}.{}", self.service, self.start, self.size)
     }
 
     /// The end of the interval (exclusive), saturating.
-    pub fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         self.start.saturating_add(self.size)
     }
 }
 
 /// Whether a byte may stand in a sanitised service name.
-pub fn is_service_byte(b: u8) -> bool {
+pub(crate) fn is_service_byte(b: u8) -> bool {
     WORD[usize::from(b)]
 }
 
@@ -86,7 +86,7 @@ pub fn sanitise(name: &[u8]) -> String {
 }
 
 /// Parses ASCII digits as a `u64`; `None` when empty, not all digits, or too large.
-pub fn parse_decimal(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }

@@ -102,12 +102,12 @@ impl Spool {
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Reads SPOOL-META (empty when missing).
-    pub fn meta(&self) -> Result<SpoolMeta, SpoolError> {
+    pub(crate) fn meta(&self) -> Result<SpoolMeta, SpoolError> {
         SpoolMeta::load(&self.dir).map_err(|source| SpoolError::Io {
             path: self.dir.join(crate::spool::meta::FILE_NAME),
             source,
@@ -115,7 +115,7 @@ impl Spool {
     }
 
     /// Every interval file, sorted by service, then interval start and size.
-    pub fn interval_files(&self) -> Result<Vec<IntervalFile>, SpoolError> {
+    pub(crate) fn interval_files(&self) -> Result<Vec<IntervalFile>, SpoolError> {
         let io_err = |source| SpoolError::Io {
             path: self.dir.clone(),
             source,
@@ -132,7 +132,7 @@ impl Spool {
     }
 
     /// The spooled plugin names, sorted and unique.
-    pub fn plugins(&self) -> Result<Vec<String>, SpoolError> {
+    pub(crate) fn plugins(&self) -> Result<Vec<String>, SpoolError> {
         let mut names: Vec<String> = self
             .interval_files()?
             .into_iter()
@@ -145,7 +145,7 @@ impl Spool {
     /// The plugins munin-asyncd last found on the node, from `munin-daemon.list` (sanitised
     /// names; Perl's munin-asyncd writes the file too). None when there is no such file.
     /// Read through no symlink, and at most 1 MiB of it.
-    pub fn listed(&self) -> Option<std::collections::BTreeSet<String>> {
+    pub(crate) fn listed(&self) -> Option<std::collections::BTreeSet<String>> {
         use std::os::unix::fs::OpenOptionsExt;
         let f = fs::OpenOptions::new()
             .read(true)
@@ -164,7 +164,7 @@ impl Spool {
     }
 
     /// The path of an interval file.
-    pub fn path_of(&self, f: &IntervalFile) -> PathBuf {
+    pub(crate) fn path_of(&self, f: &IntervalFile) -> PathBuf {
         self.dir.join(f.file_name())
     }
 
@@ -195,13 +195,13 @@ impl Spool {
 
     /// The bytes of an interval file as it is now (0 when it cannot be seen; a symlink's
     /// own size, never its target's).
-    pub fn size_of(&self, f: &IntervalFile) -> u64 {
+    pub(crate) fn size_of(&self, f: &IntervalFile) -> u64 {
         fs::symlink_metadata(self.path_of(f)).map_or(0, |m| m.len())
     }
 
     /// Records that a master has been sent every sample up to `cursor` (for munin-asyncd's
     /// lag graph). Best effort: a read-only spool is no error.
-    pub fn record_cursor(&self, cursor: u64) {
+    pub(crate) fn record_cursor(&self, cursor: u64) {
         use std::io::Write as _;
         let path = self.dir.join(crate::spool::CURSOR_FILE);
         let tmp = self.dir.join(format!(
@@ -219,7 +219,7 @@ impl Spool {
     }
 
     /// Streams the records of one interval file into `sink`.
-    pub fn scan_file<S: RecordSink>(
+    pub(crate) fn scan_file<S: RecordSink>(
         &self,
         f: &IntervalFile,
         sink: &mut S,

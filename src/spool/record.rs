@@ -25,7 +25,7 @@ use crate::util::line::LineEnd;
 /// The largest sealed record body: the writer refuses a longer one, and the reader counts
 /// a longer one as damaged. (Munin's largest plugins, diskstats on a host with hundreds of
 /// disks, stay well under it.)
-pub const MAX_RECORD: usize = 4 << 20;
+pub(crate) const MAX_RECORD: usize = 4 << 20;
 /// The longest spool line we accept.
 pub const MAX_LINE: usize = 1 << 20;
 
@@ -41,8 +41,9 @@ pub struct Epoch {
 }
 
 impl Epoch {
-    /// Builds an epoch from its value.
-    pub fn new(value: u64) -> Epoch {
+    /// Builds an epoch from its value (tests).
+    #[cfg(test)]
+    pub(crate) fn new(value: u64) -> Epoch {
         let s = value.to_string();
         let mut text = [0u8; 20];
         text[..s.len()].copy_from_slice(s.as_bytes());
@@ -71,14 +72,14 @@ impl Epoch {
     }
 
     /// The digits as written in the spool.
-    pub fn text(&self) -> &[u8] {
+    pub(crate) fn text(&self) -> &[u8] {
         &self.text[..usize::from(self.len)]
     }
 }
 
 /// What a `timestamp` line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Header {
+pub(crate) enum Header {
     /// `timestamp EPOCH`: Perl's format, not verifiable.
     Plain(Epoch),
     /// `timestamp EPOCH len=N crc32=X`: ours.
@@ -99,7 +100,7 @@ pub enum Header {
 
 /// Whether a line starts a record for Perl's reader (`^timestamp \d`).
 #[inline]
-pub fn is_header(line: &[u8]) -> bool {
+pub(crate) fn is_header(line: &[u8]) -> bool {
     // Most lines fail on the first byte.
     line.first() == Some(&b't')
         && line
@@ -109,7 +110,7 @@ pub fn is_header(line: &[u8]) -> bool {
 }
 
 /// Parses a `timestamp` line (without its `\n`); `None` if the line does not start a record.
-pub fn parse_header(line: &[u8]) -> Option<Header> {
+pub(crate) fn parse_header(line: &[u8]) -> Option<Header> {
     if !is_header(line) {
         return None;
     }
@@ -183,7 +184,7 @@ pub fn write_served_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) {
 /// Appends the rewritten line, with its `\n`, when `line` is a value line without a time
 /// of its own (see [`write_served_line`]); returns whether it did.
 #[inline]
-pub fn rewrite_value_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) -> bool {
+pub(crate) fn rewrite_value_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) -> bool {
     let Some((field, value)) = value_of(line) else {
         return false;
     };
@@ -197,7 +198,7 @@ pub fn rewrite_value_line(line: &[u8], epoch: &Epoch, out: &mut Vec<u8>) -> bool
 }
 
 /// Whether a line is a field's value line (`field.value …`), with or without a time.
-pub fn is_value_line(line: &[u8]) -> bool {
+pub(crate) fn is_value_line(line: &[u8]) -> bool {
     field_and_rest(line).is_some_and(|(_, rest)| rest.first().is_none_or(|&b| is_perl_space(b)))
 }
 
@@ -263,7 +264,7 @@ pub trait RecordSink {
 
 /// Why part of a spool file was not served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Damage {
+pub(crate) enum Damage {
     /// Lines outside any record (before the first `timestamp` line, or after a sealed record).
     Junk,
     /// A `timestamp` line with an unusable epoch or seal.
@@ -305,9 +306,9 @@ pub struct ScanStats {
     /// Damaged stretches skipped.
     pub damaged: u64,
     /// The first damage: byte offset of the line where it was found, and what it was.
-    pub first_damage: Option<(u64, Damage)>,
+    pub(crate) first_damage: Option<(u64, Damage)>,
     /// Where the last record handed to the sink ends in the file (0 if none was).
-    pub served_until: u64,
+    pub(crate) served_until: u64,
 }
 
 enum State {

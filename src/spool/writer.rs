@@ -13,13 +13,15 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::spool::names::{sanitise, IntervalFile};
 use crate::spool::record::{is_header, write_sealed, Epoch, RecordSink, Scanner, MAX_LINE};
+use crate::spool::trace::{Op, Trace};
 use crate::spool::Spool;
 use crate::util::line::LineReader;
 
-pub use crate::spool::LOCK_FILE;
+pub(crate) use crate::spool::LOCK_FILE;
 
 /// When written records are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,14 +87,14 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> WriteError + '_ {
 
 /// What a repair did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RepairReport {
+pub(crate) struct RepairReport {
     /// Files cut back.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Bytes cut off.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Each service's newest intact sample, so a restarted daemon never spools a second
     /// sample at the same time (RRD refuses two updates in one second).
-    pub newest: std::collections::BTreeMap<String, u64>,
+    pub(crate) newest: std::collections::BTreeMap<String, u64>,
 }
 
 /// Builds a record body from a plugin's output lines, as Perl's SpoolWriter does: a
@@ -134,6 +136,8 @@ pub struct SpoolWriter {
     interval: u64,
     durability: Durability,
     _lock: File,
+    /// Where each file operation is logged (tests only).
+    trace: Option<Arc<Trace>>,
 }
 
 impl SpoolWriter {
@@ -167,11 +171,31 @@ impl SpoolWriter {
             interval: interval.max(1),
             durability,
             _lock: lock,
+            trace: None,
         })
     }
 
+    /// Logs every file operation from now on into `trace` (the crash-state exploration).
+    #[cfg(test)]
+    pub(crate) fn traced(mut self, trace: Arc<Trace>) -> SpoolWriter {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// Logs one operation if a trace is attached.
+    fn log(&self, op: impl FnOnce() -> Op) {
+        if let Some(t) = &self.trace {
+            t.log(op());
+        }
+    }
+
+    /// Whether `path` does not exist yet, when a trace needs to know (else false).
+    fn is_new(&self, path: &Path) -> bool {
+        self.trace.is_some() && fs::symlink_metadata(path).is_err()
+    }
+
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -189,8 +213,10 @@ impl SpoolWriter {
             start: time - time % self.interval,
             size: self.interval,
         };
-        let path = self.dir.join(file.file_name());
+        let name = file.file_name();
+        let path = self.dir.join(&name);
         let err = io_at(&path);
+        let new = self.is_new(&path);
         let mut f = OpenOptions::new()
             .read(true)
             .append(true)
@@ -199,6 +225,9 @@ impl SpoolWriter {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(&err)?;
+        if new {
+            self.log(|| Op::Create { name: name.clone() });
+        }
         f.lock().map_err(&err)?;
         let mut before = f.metadata().map_err(&err)?.len();
         if before > 0 {
@@ -207,16 +236,31 @@ impl SpoolWriter {
             if last[0] != b'\n' {
                 // A torn tail from a crash: cut it off, or the record would be glued to it.
                 before = cut_to_intact(&f).map_err(&err)?.0;
+                self.log(|| Op::SetLen {
+                    name: name.clone(),
+                    len: before,
+                });
             }
         }
         let mut record = Vec::with_capacity(body.len() + 64);
         write_sealed(time, body, &mut record);
         if let Err(e) = f.write_all(&record) {
-            let _ = f.set_len(before);
+            if f.set_len(before).is_ok() {
+                self.log(|| Op::SetLen {
+                    name: name.clone(),
+                    len: before,
+                });
+            }
             return Err(err(e));
         }
+        self.log(|| Op::Write {
+            name: name.clone(),
+            offset: before,
+            data: record.clone(),
+        });
         if self.durability == Durability::Record {
             f.sync_data().map_err(&err)?;
+            self.log(|| Op::Sync { name: name.clone() });
             if before == 0 {
                 self.sync_dir()?;
             }
@@ -226,16 +270,39 @@ impl SpoolWriter {
 
     /// Rewrites `name` in the spool directory whole, through a temporary file and a
     /// rename, so a reader sees the old or the new content, never a mix.
-    pub fn replace_file(&self, name: &str, content: &[u8]) -> Result<(), WriteError> {
+    pub(crate) fn replace_file(&self, name: &str, content: &[u8]) -> Result<(), WriteError> {
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
+        let tmp_name = format!("{name}.tmp");
+        let tmp = self.dir.join(&tmp_name);
         let err = io_at(&tmp);
+        let new = self.is_new(&tmp);
         let mut f = crate::spool::create_private(&tmp).map_err(&err)?;
+        self.log(|| match new {
+            true => Op::Create {
+                name: tmp_name.clone(),
+            },
+            false => Op::SetLen {
+                name: tmp_name.clone(),
+                len: 0,
+            },
+        });
         f.write_all(content).map_err(&err)?;
+        self.log(|| Op::Write {
+            name: tmp_name.clone(),
+            offset: 0,
+            data: content.to_vec(),
+        });
         if self.durability == Durability::Record {
             f.sync_data().map_err(&err)?;
+            self.log(|| Op::Sync {
+                name: tmp_name.clone(),
+            });
         }
         fs::rename(&tmp, &path).map_err(io_at(&path))?;
+        self.log(|| Op::Rename {
+            from: tmp_name.clone(),
+            to: name.to_string(),
+        });
         if self.durability == Durability::Record {
             self.sync_dir()?;
         }
@@ -265,7 +332,7 @@ impl SpoolWriter {
 
     /// Cuts every interval file back to the end of its last intact record. Run at start,
     /// before the first append.
-    pub fn repair(&self) -> Result<RepairReport, WriteError> {
+    pub(crate) fn repair(&self) -> Result<RepairReport, WriteError> {
         let spool = Spool::open(&self.dir).map_err(WriteError::Spool)?;
         let files = spool.interval_files().map_err(WriteError::Spool)?;
         let mut report = RepairReport::default();
@@ -290,6 +357,10 @@ impl SpoolWriter {
                 *e = (*e).max(t);
             }
             if kept < len {
+                self.log(|| Op::SetLen {
+                    name: file.file_name(),
+                    len: kept,
+                });
                 report.files += 1;
                 report.bytes += len - kept;
             }
@@ -300,7 +371,31 @@ impl SpoolWriter {
     fn sync_dir(&self) -> Result<(), WriteError> {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io_at(&self.dir))
+            .map_err(io_at(&self.dir))?;
+        self.log(|| Op::SyncDir);
+        Ok(())
+    }
+
+    /// Deletes the interval files whose interval ended more than `max_age` seconds before
+    /// `now` ([`cleanup::cleanup`](crate::spool::cleanup::cleanup)).
+    pub(crate) fn cleanup(
+        &self,
+        now: u64,
+        max_age: u64,
+    ) -> Result<crate::spool::cleanup::CleanupReport, crate::spool::SpoolError> {
+        let spool = Spool::open(&self.dir)?;
+        crate::spool::cleanup::cleanup(&spool, now, max_age, self.trace.as_deref())
+    }
+
+    /// Holds the interval files under `max_bytes`, the oldest dropped first
+    /// ([`cleanup::cap_size`](crate::spool::cleanup::cap_size)).
+    pub(crate) fn cap_size(
+        &self,
+        now: u64,
+        max_bytes: u64,
+    ) -> Result<crate::spool::cleanup::CapReport, crate::spool::SpoolError> {
+        let spool = Spool::open(&self.dir)?;
+        crate::spool::cleanup::cap_size(&spool, now, max_bytes, self.trace.as_deref())
     }
 }
 

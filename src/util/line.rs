@@ -76,7 +76,7 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The reader underneath.
-    pub fn get_mut(&mut self) -> &mut R {
+    pub(crate) fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
 

@@ -66,11 +66,6 @@ pub fn init(ident: &'static str, target: Target, max: Level) {
     });
 }
 
-/// Whether a message of this level would be written.
-pub fn enabled(level: Level) -> bool {
-    LOGGER.get().is_some_and(|l| level <= l.max)
-}
-
 /// Logs one message.
 pub fn log(level: Level, args: fmt::Arguments<'_>) {
     let Some(l) = LOGGER.get() else { return };
@@ -106,21 +101,21 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
 
 /// The logging options both programs take, as Perl's did.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
-pub struct LogOpts {
+pub(crate) struct LogOpts {
     /// Log what happens (sessions, polls, cleanup).
     #[arg(short = 'v', long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Log every command or request (implies --verbose).
     #[arg(long)]
-    pub debug: bool,
+    pub(crate) debug: bool,
     /// Log to stderr instead of syslog.
     #[arg(long)]
-    pub screen: bool,
+    pub(crate) screen: bool,
 }
 
 impl LogOpts {
     /// Where logs go.
-    pub fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         if self.screen {
             Target::Stderr
         } else {
@@ -129,7 +124,7 @@ impl LogOpts {
     }
 
     /// The most detailed level logged.
-    pub fn level(&self) -> Level {
+    pub(crate) fn level(&self) -> Level {
         if self.debug {
             Level::Debug
         } else if self.verbose {
@@ -141,7 +136,7 @@ impl LogOpts {
 }
 
 /// Bytes from a peer or a file, quoted and escaped for a log line.
-pub struct Quoted<'a>(pub &'a [u8]);
+pub(crate) struct Quoted<'a>(pub &'a [u8]);
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,6 +1,6 @@
 //! Helpers both programs use: bounded line reading, logging, the clock, exit codes.
 
-pub mod clock;
+pub(crate) mod clock;
 pub mod exit;
 pub mod line;
 pub mod log;

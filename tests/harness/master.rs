@@ -1,0 +1,96 @@
+//! Debian's munin master: munin-update's directories, ingesting a spool through our
+//! munin-async, and reading the RRDs back with rrdtool.
+
+use super::*;
+
+pub fn chown(user: &str, path: &Path) {
+    let ok = Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {user} {}", path.display());
+}
+
+/// Creates munin-update's directories in `dir`, owned by munin.
+pub fn master_dirs(dir: &Path) {
+    for d in ["db", "html", "log", "run"] {
+        fs::create_dir(dir.join(d)).unwrap();
+        chown("munin", &dir.join(d));
+    }
+}
+
+/// Runs Debian's munin-update as munin with its directories in `dir` and one host,
+/// `e2e;node1`, at `address`.
+pub fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output {
+    let conf = format!(
+        "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n[e2e;node1]\n    address {address}\n",
+        d = dir.display()
+    );
+    fs::write(dir.join("munin.conf"), conf).unwrap();
+    let cmd = format!(
+        "{MUNIN_UPDATE} --config_file {} --nofork --debug",
+        dir.join("munin.conf").display()
+    );
+    run(
+        Command::new("su").args(["munin", "-s", "/bin/sh", "-c", &cmd]),
+        b"",
+        Duration::from_secs(180),
+    )
+}
+
+/// Hands `spool` to the munin user and has Debian's munin-update ingest it through our
+/// munin-async over `cmd://`, with its directories in `dir`; RRDs land in `dir/db/e2e`.
+pub fn ingest_spool(dir: &Path, spool: &Path) {
+    let bin = dir.join("bin");
+    fs::create_dir(&bin).unwrap();
+    fs::copy(our_async(), bin.join("munin-async")).unwrap();
+    master_dirs(dir);
+    // Deployed, the daemon and munin-async run as one user; here munin-update runs
+    // munin-async as munin.
+    assert!(Command::new("chown")
+        .args(["-R", "munin:"])
+        .arg(spool)
+        .status()
+        .unwrap()
+        .success());
+    let out = munin_update_in(
+        dir,
+        "",
+        &format!(
+            "cmd://{} --spooldir {} --spoolfetch",
+            bin.join("munin-async").display(),
+            spool.display()
+        ),
+    );
+    assert!(out.status.success(), "munin-update: {}", out.stderr());
+}
+
+/// The values of `rrdtool fetch` output, NaN rows left out.
+pub fn fetched_values(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .filter(|v| !v.is_nan())
+        .collect()
+}
+
+pub fn rrdtool(args: &[&str]) -> String {
+    let out = run(
+        Command::new("rrdtool").args(args),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "rrdtool {args:?}: {}", out.stderr());
+    out.stdout()
+}
+
+/// rrdtool lastupdate: (time, value).
+pub fn last_update(rrd: &Path) -> (u64, f64) {
+    assert!(rrd.exists(), "{} was not created", rrd.display());
+    let text = rrdtool(&["lastupdate", rrd.to_str().unwrap()]);
+    let line = text.lines().last().unwrap();
+    let (t, v) = line.split_once(':').unwrap();
+    (t.trim().parse().unwrap(), v.trim().parse().unwrap())
+}
