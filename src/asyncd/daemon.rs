@@ -33,7 +33,7 @@ use crate::asyncd::signals;
 use crate::spool::meta::{key, SpoolMeta};
 use crate::spool::names::sanitise;
 use crate::spool::record::is_value_line;
-use crate::spool::writer::{record_body, SpoolWriter, WriteError};
+use crate::spool::writer::{record_body, Durability, SpoolWriter, WriteError};
 use crate::spool::Spool;
 use crate::spool::CURSOR_FILE;
 use crate::util::clock::system_clock;
@@ -140,16 +140,16 @@ struct Plugin {
 }
 
 /// One node's spool directory.
-struct NodeSpool {
+pub(crate) struct NodeSpool {
     /// The node's name ("" for munin-node's own, spooled into the spool directory itself).
     node: String,
-    writer: Arc<SpoolWriter>,
+    pub(crate) writer: Arc<SpoolWriter>,
     /// The name SPOOL-META gives munin-async's greeting.
-    hostname: String,
+    pub(crate) hostname: String,
     /// Each service's newest sample found when the spool was opened.
     newest: BTreeMap<String, u64>,
     /// The complete_until found when the spool was opened: samples must be later.
-    floor: u64,
+    pub(crate) floor: u64,
     /// SPOOL-META as the spool was opened: how long each plugin's polls took before a
     /// restart (`poll_ms/<plugin>`), so the first round after it goes longest first too.
     before: SpoolMeta,
@@ -176,9 +176,15 @@ fn is_own_node(node: &str, greeting: &str) -> bool {
     node.eq_ignore_ascii_case(greeting)
 }
 
-/// Opens a node's spool, repairs it, and says what the repair did.
-fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, WriteError> {
-    let writer = SpoolWriter::open(dir, cfg.interval, cfg.durability)?;
+/// Opens a node's spool, repairs it, and says what the repair did: the daemon's start on
+/// a spool directory (the crash-state exploration runs it on every state it makes).
+pub(crate) fn open_spool(
+    dir: &Path,
+    node: &str,
+    interval: u64,
+    durability: Durability,
+) -> Result<NodeSpool, WriteError> {
+    let writer = SpoolWriter::open(dir, interval, durability)?;
     let repaired = writer.repair()?;
     if repaired.files > 0 {
         log_warn!(
@@ -226,7 +232,7 @@ fn open_spool(dir: &Path, node: &str, cfg: &DaemonConfig) -> Result<NodeSpool, W
 pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
     let mut roots = Vec::with_capacity(cfgs.len());
     for cfg in cfgs {
-        roots.push(open_spool(&cfg.spooldir, "", cfg)?);
+        roots.push(open_spool(&cfg.spooldir, "", cfg.interval, cfg.durability)?);
     }
     // Ready once the spools are open and repaired, even with munin-node still down: the
     // daemon waits for it, and Debian's init script gives up after 15 s.
@@ -579,7 +585,12 @@ impl Coordinator<'_> {
         if let Some(i) = self.spools.iter().position(|s| s.node == node) {
             return Some(i);
         }
-        match open_spool(&self.cfg.spooldir.join(node), node, self.cfg) {
+        match open_spool(
+            &self.cfg.spooldir.join(node),
+            node,
+            self.cfg.interval,
+            self.cfg.durability,
+        ) {
             Ok(s) => {
                 self.spools.push(s);
                 Some(self.spools.len() - 1)
