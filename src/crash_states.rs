@@ -483,6 +483,11 @@ pub(crate) struct Report {
 struct Rng(u64);
 
 impl Rng {
+    /// A generator for `seed`; distinct seeds give distinct sequences.
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -533,7 +538,7 @@ pub(crate) fn explore(r: &Recorded, budget: u64, seed: u64) -> Report {
         }
     } else {
         // `budget` states, every state as likely as any other.
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed);
         let mut cumulative = Vec::with_capacity(flat.len());
         let mut sum: u128 = 0;
         for (_, _, n) in &flat {
@@ -892,7 +897,7 @@ pub(crate) fn workloads(durability: Durability) -> Vec<Workload> {
 /// A longer workload from `seed`: `steps` samples of three plugins, SPOOL-META after
 /// each, cleanup and the size cap now and then (the long run, `scripts/crash-states.sh`).
 pub(crate) fn random_workload(seed: u64, steps: usize, durability: Durability) -> Workload {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut t = 1000;
     let mut out = Vec::new();
     const PLUGINS: [&str; 3] = ["a", "b", "big"];
