@@ -68,10 +68,10 @@ fn spools_a_real_munin_node_on_each_plugins_schedule() {
         .spawn()
         .unwrap();
     let mut daemon = Running(daemon);
-    // The first fast sample and two 5-second slots after it, while the slow plugin's first
-    // poll (7 s of work) held a connection.
+    // The first fast sample and three 5-second slots after it (two DERIVE rates for the
+    // RRD check below), while the slow plugin's polls (7 s of work each) held a connection.
     let log = work.path().join("asyncd.log");
-    wait_records(&spool, "fast", 3, &log, Duration::from_secs(30));
+    wait_records(&spool, "fast", 4, &log, Duration::from_secs(40));
     wait_records(&spool, "slow", 1, &log, Duration::from_secs(30));
 
     // SIGTERM: gone within a second, every record whole.
