@@ -437,6 +437,17 @@ impl Prefix<'_> {
             .collect()
     }
 
+    /// The directory when everything persisted: what the program itself saw.
+    fn everything(&self) -> BTreeMap<String, Vec<u8>> {
+        self.state(
+            &Shape {
+                dir: self.dir.len(),
+                open: Vec::new(),
+            },
+            0,
+        )
+    }
+
     /// The directory of state number `index` of `shape`.
     fn state(&self, shape: &Shape, mut index: u128) -> BTreeMap<String, Vec<u8>> {
         let mut picked: BTreeMap<(usize, usize), Choice> = BTreeMap::new();
@@ -501,14 +512,7 @@ impl Rng {
 pub(crate) fn explore(r: &Recorded, budget: u64, seed: u64) -> Report {
     let mut report = Report::default();
     // The replay of the whole trace must give back what the writer left.
-    let whole = prefix(r, &r.ops);
-    let replayed = whole.state(
-        &Shape {
-            dir: whole.dir.len(),
-            open: Vec::new(),
-        },
-        0,
-    );
+    let replayed = prefix(r, &r.ops).everything();
     if replayed != r.after {
         report.violations.push(format!(
             "{}: replaying the whole trace does not give the directory the writer left \

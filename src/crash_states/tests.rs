@@ -174,14 +174,7 @@ fn an_altered_record_is_caught() {
     data[at] = b'8';
     // The replay no longer matches what the writer left: set it to the altered replay,
     // so the exploration goes on to the states.
-    let p = prefix(&r, &r.ops);
-    r.after = p.state(
-        &Shape {
-            dir: p.dir.len(),
-            open: Vec::new(),
-        },
-        0,
-    );
+    r.after = prefix(&r, &r.ops).everything();
     let rep = explore(&r, u64::MAX, 7);
     assert!(
         rep.violations.iter().any(|v| v.contains("is lost")),
