@@ -834,7 +834,8 @@ fn check(r: &Recorded, k: usize, p: &Prefix<'_>, shape: &Shape, i: u128, report:
 }
 
 /// The workloads of the bounded run: an interval boundary (new files), SPOOL-META and
-/// the plugin list rewritten, a torn spool repaired at start, cleanup and the size cap.
+/// the plugin list rewritten, an idle daemon's promise, a torn spool repaired at start,
+/// cleanup and the size cap.
 pub(crate) fn workloads(durability: Durability) -> Vec<Workload> {
     use Step::*;
     // A torn tail left by an earlier crash: a whole record, then half of one.
@@ -857,6 +858,20 @@ pub(crate) fn workloads(durability: Durability) -> Vec<Workload> {
                 Append("a", 1006, 2),
                 Append("a", 1011, 2),
                 Meta(1011),
+            ],
+        },
+        Workload {
+            name: "idle promise",
+            interval: 100,
+            durability,
+            before: Vec::new(),
+            // Idle, the daemon promises complete_until up to its next due poll (1100).
+            steps: vec![
+                Append("a", 1001, 2),
+                Meta(1001),
+                Meta(1099),
+                Append("a", 1100, 2),
+                Meta(1100),
             ],
         },
         Workload {

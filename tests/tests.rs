@@ -10,6 +10,7 @@ mod fidelity;
 mod generated;
 mod harness;
 mod health;
+mod idle;
 mod load;
 mod master;
 mod node_faults;

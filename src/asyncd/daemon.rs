@@ -20,7 +20,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +30,7 @@ use crate::asyncd::health::{parse_cursor, Dropped, Health, Outcome, PLUGIN};
 use crate::asyncd::node::{NodeConn, NodeError};
 use crate::asyncd::schedule::{next_slot, rate_in_config, Schedule};
 use crate::asyncd::signals;
+use crate::asyncd::watermark;
 use crate::spool::meta::{key, SpoolMeta};
 use crate::spool::names::sanitise;
 use crate::spool::record::is_value_line;
@@ -78,6 +79,13 @@ struct Done {
 /// What reading the plugin list gives: munin-node's host name, and each node's plugins
 /// (one node named "" when munin-node serves only its own).
 type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeError>;
+
+/// What wakes a node's loop: a poll done, the plugin list read, or a signal.
+enum Event {
+    Done(Done),
+    Listed(ListResult),
+    Wake,
+}
 
 /// A spooled sample.
 struct Sample {
@@ -198,10 +206,20 @@ pub(crate) fn open_spool(
     // taken at or before it now, or the master's cursor would already be past it. (Not
     // beyond the present: a clock that went back, or a damaged value, must not stop us.)
     let before = Spool::open(dir).ok().and_then(|s| s.meta().ok());
+    let now = system_clock();
     let floor = before
         .as_ref()
         .and_then(|m| m.complete_until())
-        .map_or(0, |t| t.min(system_clock()));
+        .map_or(0, |t| t.min(now));
+    // An idle daemon promises complete_until up to its next due poll (see `watermark`); a
+    // crash can leave that promise beyond now. Nothing in the spool is newer than now, so
+    // it is taken back before anything is polled: the polls of this start may be at or
+    // before it.
+    if let Some(m) = &before {
+        if m.complete_until().is_some_and(|t| t > now) {
+            writer.write_meta(&m.pairs_with(key::COMPLETE_UNTIL, &now.to_string()))?;
+        }
+    }
     // The name munin-async greets the master with: a virtual node's own; for the spool
     // directory itself the one SPOOL-META already says, until munin-node tells us (a
     // restart while munin-node is down must not rename the host to "unknown").
@@ -261,6 +279,10 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
 /// restarts the daemon.
 fn watchdog(every: Duration, started: Instant, beats: &[AtomicU64]) {
     let half = every / 2;
+    let (tx, woken) = channel::<()>();
+    signals::on_signal(move || {
+        let _ = tx.send(());
+    });
     let mut next = Instant::now();
     let mut stuck_said = false;
     while !signals::terminate_requested() {
@@ -279,7 +301,8 @@ fn watchdog(every: Duration, started: Instant, beats: &[AtomicU64]) {
                 log_error!("{stuck} node loop(s) stuck: not pinging systemd's watchdog");
             }
         }
-        thread::sleep(TICK.min(half));
+        // Until the next ping, or a signal.
+        let _ = woken.recv_timeout(next.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -291,11 +314,15 @@ fn millis(started: Instant) -> u64 {
 /// Polls one munin-node into `root` (and its virtual nodes' subdirectories).
 fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &AtomicU64) {
     let (job_tx, job_rx) = channel::<Job>();
-    let (done_tx, done_rx) = channel::<Done>();
+    let (done_tx, done_rx) = channel::<Event>();
+    let wake = done_tx.clone();
+    signals::on_signal(move || {
+        let _ = wake.send(Event::Wake);
+    });
     let mut pool = Pool {
         cfg: cfg.clone(),
         jobs: Arc::new(Mutex::new(job_rx)),
-        done: done_tx,
+        done: done_tx.clone(),
         workers: Vec::new(),
         started,
     };
@@ -306,6 +333,7 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &Atomic
         cfg,
         jobs: job_tx,
         done: done_rx,
+        events: done_tx,
         pool,
         schedule: Schedule::new(),
         plugins: Vec::new(),
@@ -316,7 +344,9 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &Atomic
         published: None,
         relist_soon: false,
         refused: BTreeSet::new(),
-        listing: None,
+        listing: false,
+        publish_pending: false,
+        next_list_at: 0,
         started,
         beat,
         health: Health::default(),
@@ -344,7 +374,7 @@ const GONE: u64 = u64::MAX;
 struct Pool {
     cfg: DaemonConfig,
     jobs: Arc<Mutex<Receiver<Job>>>,
-    done: Sender<Done>,
+    done: Sender<Event>,
     /// Per worker: since when it is busy (ms since `started`, plus 1), or IDLE, or GONE.
     workers: Vec<Arc<AtomicU64>>,
     started: Instant,
@@ -403,7 +433,9 @@ struct Coordinator<'a> {
     next_health: u64,
     last_health: u64,
     jobs: Sender<Job>,
-    done: Receiver<Done>,
+    done: Receiver<Event>,
+    /// The sender of `done`, for the listing threads.
+    events: Sender<Event>,
     schedule: Schedule,
     plugins: Vec<Plugin>,
     /// (spool, plugin name) → plugin id.
@@ -420,9 +452,14 @@ struct Coordinator<'a> {
     relist_soon: bool,
     /// Plugins refused (name too long, or sanitising like another), logged once.
     refused: BTreeSet<(usize, String)>,
-    /// The plugin list being read, in a thread of its own: a munin-node that accepts but
-    /// does not answer must not stall the polls or the reaction to SIGTERM.
-    listing: Option<Receiver<ListResult>>,
+    /// The plugin list is being read, in a thread of its own: a munin-node that accepts
+    /// but does not answer must not stall the polls or the reaction to SIGTERM.
+    listing: bool,
+    /// SPOOL-META has something new to say, held back by the once-a-second limit.
+    publish_pending: bool,
+    /// When the plugin list is next read (now while it is being read), in seconds since
+    /// the epoch: plugins it finds are polled at once, so nothing is promised beyond it.
+    next_list_at: u64,
 }
 
 impl Coordinator<'_> {
@@ -430,6 +467,7 @@ impl Coordinator<'_> {
         let mut next_list = Instant::now();
         let mut backoff = Duration::from_secs(1);
         let mut next_cleanup = Instant::now();
+        let watchdog_half = signals::watchdog_interval().map(|w| w / 2);
         while !signals::terminate_requested() {
             self.beat.store(millis(self.started), Ordering::Relaxed);
             if signals::take_reload() {
@@ -439,59 +477,12 @@ impl Coordinator<'_> {
             if std::mem::take(&mut self.relist_soon) {
                 next_list = next_list.min(Instant::now() + Duration::from_secs(5));
             }
-            if self.listing.is_none() && Instant::now() >= next_list {
-                self.listing = Some(self.start_listing());
-            }
-            if let Some(rx) = &self.listing {
-                let result = match rx.try_recv() {
-                    Ok(result) => Some(result),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Disconnected) => Some(Err(NodeError::Closed {
-                        request: "list".into(),
-                    })),
-                };
-                if let Some(result) = result {
-                    self.listing = None;
-                    if self.listed(result) {
-                        backoff = Duration::from_secs(1);
-                        next_list = Instant::now() + RELIST_EVERY;
-                    } else {
-                        next_list = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(self.cfg.max_backoff);
-                    }
-                }
+            if !self.listing && Instant::now() >= next_list {
+                self.start_listing();
+                self.listing = true;
             }
             let now = system_clock();
-            let mut due = Vec::new();
-            while let Some((id, slot)) = self.schedule.pop_due(now) {
-                let p = &mut self.plugins[id];
-                if !p.listed {
-                    // Dropped from munin-node's list: leave the schedule.
-                    self.schedule.remove(id);
-                    p.scheduled = false;
-                    continue;
-                }
-                due.push((id, slot));
-            }
-            longest_first(&mut due, |id| self.plugins[id].took);
-            for (id, slot) in due {
-                let p = &self.plugins[id];
-                self.in_flight.insert(id, now);
-                let job = Job {
-                    id,
-                    plugin: p.name.clone(),
-                    slot,
-                    not_before: p
-                        .last
-                        .map_or(0, |t| t + 1)
-                        .max(self.spools[p.spool].floor + 1),
-                    writer: self.spools[p.spool].writer.clone(),
-                };
-                if self.jobs.send(job).is_err() {
-                    log_error!("all worker threads have stopped");
-                    return;
-                }
-            }
+            self.dispatch(now);
             let (opened, waiting) = self.pool.grow(self.in_flight.len());
             if opened > 0 {
                 log_warn!(
@@ -505,25 +496,60 @@ impl Coordinator<'_> {
                 self.next_health = next_slot(now, self.cfg.default_rate);
                 self.spool_health(now);
             }
+            self.next_list_at = if self.listing {
+                now
+            } else {
+                now.saturating_add(
+                    next_list
+                        .saturating_duration_since(Instant::now())
+                        .as_secs(),
+                )
+            };
             self.publish(now, false);
             if self.cfg.cleanup && Instant::now() >= next_cleanup {
                 next_cleanup = Instant::now() + CLEANUP_EVERY;
                 self.cleanup(now);
             }
-            // Wake on the second a plugin is due, not up to a tick after it.
-            let wait = self.schedule.next_due().map_or(TICK, |t| {
-                let due = UNIX_EPOCH + Duration::from_secs(t);
-                due.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO)
-                    .min(TICK)
-            });
+            // Sleep until something is due: a poll, the health sample, the list, cleanup,
+            // SPOOL-META held back by its once-a-second limit, the watchdog's beat. Polls
+            // done, the list read and signals wake the loop through `done`. Only while
+            // polls are under way does it look every TICK (for hung ones, `Pool::grow`).
+            let mut wake = vec![next_list];
+            if self.cfg.cleanup {
+                wake.push(next_cleanup);
+            }
+            if let Some(half) = watchdog_half {
+                // Beat twice per watchdog look, so a look never finds the beat just stale.
+                wake.push(Instant::now() + half / 2);
+            }
+            if !self.in_flight.is_empty() {
+                wake.push(Instant::now() + TICK);
+            }
+            if self.publish_pending {
+                if let Some(at) = self.published {
+                    wake.push(at + Duration::from_secs(1));
+                }
+            }
+            for t in [self.schedule.next_due(), Some(self.next_health)]
+                .into_iter()
+                .flatten()
+            {
+                // Wake on the second it is due, not a tick after it.
+                let at = UNIX_EPOCH + Duration::from_secs(t);
+                let left = at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                wake.push(Instant::now() + left);
+            }
+            let until = wake.into_iter().min().unwrap_or_else(Instant::now);
+            let wait = until.saturating_duration_since(Instant::now());
             match self.done.recv_timeout(wait.max(Duration::from_millis(1))) {
-                Ok(done) => self.finished(done),
+                Ok(event) => self.handle(event, &mut next_list, &mut backoff),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            while let Ok(done) = self.done.try_recv() {
-                self.finished(done);
+            while let Ok(event) = self.done.try_recv() {
+                self.handle(event, &mut next_list, &mut backoff);
             }
         }
         log_info!("stopping");
@@ -533,7 +559,8 @@ impl Coordinator<'_> {
         while !self.in_flight.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.done.recv_timeout(left) {
-                Ok(done) => self.finished(done),
+                Ok(Event::Done(done)) => self.finished(done),
+                Ok(_) => {}
                 Err(_) => break,
             }
         }
@@ -543,9 +570,68 @@ impl Coordinator<'_> {
         self.publish(system_clock(), true);
     }
 
+    /// Takes in one event.
+    fn handle(&mut self, event: Event, next_list: &mut Instant, backoff: &mut Duration) {
+        match event {
+            Event::Done(done) => self.finished(done),
+            Event::Listed(result) => {
+                self.listing = false;
+                if self.listed(result) {
+                    *backoff = Duration::from_secs(1);
+                    *next_list = Instant::now() + RELIST_EVERY;
+                } else {
+                    *next_list = Instant::now() + *backoff;
+                    *backoff = (*backoff * 2).min(self.cfg.max_backoff);
+                }
+            }
+            Event::Wake => {}
+        }
+    }
+
+    /// Hands the plugins due at `now` to the workers, longest first. A plugin that may
+    /// not go out yet (its sample would not be newer than what SPOOL-META promised, see
+    /// [`watermark`]) is put back for the second it may.
+    fn dispatch(&mut self, now: u64) {
+        let mut due = Vec::new();
+        while let Some((id, slot)) = self.schedule.pop_due(now) {
+            let p = &mut self.plugins[id];
+            if !p.listed {
+                // Dropped from munin-node's list: leave the schedule.
+                self.schedule.remove(id);
+                p.scheduled = false;
+                continue;
+            }
+            let spool = &self.spools[p.spool];
+            let not_before = watermark::not_before(p.last, spool.floor, spool.said);
+            if not_before > now {
+                self.schedule.retry_at(id, not_before);
+                continue;
+            }
+            due.push((id, slot));
+        }
+        longest_first(&mut due, |id| self.plugins[id].took);
+        for (id, slot) in due {
+            let p = &self.plugins[id];
+            let spool = &self.spools[p.spool];
+            let not_before = watermark::not_before(p.last, spool.floor, spool.said);
+            self.in_flight.insert(id, now);
+            let job = Job {
+                id,
+                plugin: p.name.clone(),
+                slot,
+                not_before,
+                writer: self.spools[p.spool].writer.clone(),
+            };
+            if self.jobs.send(job).is_err() {
+                log_error!("all worker threads have stopped");
+                return;
+            }
+        }
+    }
+
     /// Starts reading the plugin list in a thread of its own.
-    fn start_listing(&self) -> Receiver<ListResult> {
-        let (tx, rx) = channel();
+    fn start_listing(&self) {
+        let tx = self.events.clone();
         let (host, timeout) = (self.cfg.host.clone(), self.cfg.request_timeout);
         thread::spawn(move || {
             let result = (|| {
@@ -575,9 +661,8 @@ impl Coordinator<'_> {
                 conn.quit();
                 Ok((hostname, lists))
             })();
-            let _ = tx.send(result);
+            let _ = tx.send(Event::Listed(result));
         });
-        rx
     }
 
     /// The index of a node's spool, opened (and repaired) the first time.
@@ -836,34 +921,56 @@ impl Coordinator<'_> {
     /// with nothing in flight, every sample up to `now` is in, and a restart takes none at
     /// or before it, see `floor`).
     fn publish(&mut self, now: u64, force: bool) {
-        if !force
-            && self
-                .published
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            return;
-        }
-        let mut wrote = false;
-        for (i, spool) in self.spools.iter_mut().enumerate() {
+        let next_due = [
+            self.schedule.next_due(),
+            Some(self.next_health),
+            Some(self.next_list_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        // What each spool's SPOOL-META would say, and whether that is news.
+        let mut news = Vec::with_capacity(self.spools.len());
+        for (i, spool) in self.spools.iter().enumerate() {
             let mine = self
                 .plugins
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.spool == i);
-            let complete = mine
+            let oldest = mine
                 .clone()
                 .filter_map(|(id, _)| self.in_flight.get(&id))
                 .min()
-                .map_or(if force { now } else { now.saturating_sub(1) }, |t| {
-                    t.saturating_sub(1)
-                });
+                .copied();
+            let complete = watermark::complete_until(oldest, next_due, now, spool.said, force);
             let listed = mine.clone().any(|(_, p)| p.listed);
-            if !force && !spool.dirty && spool.said == Some(complete) {
+            let changed = spool.dirty || (listed && spool.said != Some(complete));
+            news.push((complete, force || changed));
+        }
+        if !news.iter().any(|(_, n)| *n) {
+            self.publish_pending = false;
+            return;
+        }
+        if !force
+            && self
+                .published
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            self.publish_pending = true;
+            return;
+        }
+        self.publish_pending = false;
+        let mut wrote = false;
+        for (i, spool) in self.spools.iter_mut().enumerate() {
+            let (complete, news) = news[i];
+            if !news {
                 continue;
             }
-            if !listed && !spool.dirty && !force {
-                continue;
-            }
+            let mine = self
+                .plugins
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.spool == i);
             let mut pairs = vec![
                 (
                     key::HOSTNAME.to_string(),
@@ -968,7 +1075,7 @@ fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Durati
 fn worker(
     cfg: &DaemonConfig,
     jobs: &Mutex<Receiver<Job>>,
-    done: &Sender<Done>,
+    done: &Sender<Event>,
     busy: &AtomicU64,
     started_at: Instant,
     idle_exit: Option<Duration>,
@@ -1011,7 +1118,7 @@ fn worker(
             took: started.elapsed(),
             result,
         };
-        if done.send(report).is_err() {
+        if done.send(Event::Done(report)).is_err() {
             return;
         }
     }
@@ -1131,8 +1238,32 @@ fn comments(reply: &[Vec<u8>]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_own_node, longest_first, valid_node_name};
+    use super::{is_own_node, longest_first, open_spool, valid_node_name};
+    use crate::spool::meta::SpoolMeta;
+    use crate::spool::writer::Durability;
+    use crate::util::clock::system_clock;
     use std::time::Duration;
+
+    #[test]
+    fn a_start_takes_back_a_complete_until_promised_beyond_now() {
+        // What an idle daemon killed in its sleep leaves: a promise to its next due poll.
+        let dir = tempfile::tempdir().unwrap();
+        let ahead = system_clock() + 3600;
+        std::fs::write(
+            dir.path().join("SPOOL-META"),
+            format!("hostname:kept.example\ncomplete_until:{ahead}\nplugin_rates/a:300\n"),
+        )
+        .unwrap();
+        let node = open_spool(dir.path(), "", 86400, Durability::Record).unwrap();
+        let now = system_clock();
+        assert!(node.floor <= now, "{}", node.floor);
+        let meta = SpoolMeta::parse(&std::fs::read(dir.path().join("SPOOL-META")).unwrap());
+        let c = meta.complete_until().unwrap();
+        assert!(c <= now && c + 5 >= now, "complete_until {c}, now {now}");
+        // Everything else is kept.
+        assert_eq!(meta.hostname().unwrap(), Some("kept.example"));
+        assert_eq!(meta.get("plugin_rates/a"), Some(&b"300"[..]));
+    }
 
     #[test]
     fn due_polls_go_out_longest_first_and_unknown_before_all() {

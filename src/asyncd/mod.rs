@@ -14,3 +14,4 @@ pub(crate) mod health;
 pub(crate) mod node;
 pub(crate) mod schedule;
 pub mod signals;
+pub(crate) mod watermark;

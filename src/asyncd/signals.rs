@@ -1,30 +1,89 @@
-//! SIGTERM, SIGINT and SIGHUP as flags the daemon's loop checks: a handler may do
-//! nothing but store an atomic.
+//! SIGTERM, SIGINT and SIGHUP as flags the daemon's loops check. A handler does nothing
+//! but store an atomic and write one byte to a pipe; a thread reading that pipe wakes
+//! every loop that asked to be woken ([`on_signal`]), so a loop can sleep until its next
+//! due poll and still stop or reload at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Mutex;
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
+/// The write end of the wake pipe (-1 before `install`).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// What to call on each signal.
+type Waker = Box<dyn Fn() + Send>;
+static WAKERS: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
+
+fn wake_from_handler() {
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) already holds a wake.
+        unsafe {
+            libc::write(fd, (&byte as *const u8).cast(), 1);
+        }
+    }
+}
 
 extern "C" fn on_terminate(_: libc::c_int) {
     TERMINATE.store(true, Ordering::SeqCst);
+    wake_from_handler();
 }
 
 extern "C" fn on_reload(_: libc::c_int) {
     RELOAD.store(true, Ordering::SeqCst);
+    wake_from_handler();
 }
 
 /// Installs the handlers: SIGTERM and SIGINT ask to stop, SIGHUP to read the plugin list
-/// again.
+/// again. Starts the thread that wakes the loops.
 pub fn install() {
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 fills the two descriptors it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0 {
+        let read_fd = fds[0];
+        // Reads block; only the handlers' end is non-blocking.
+        // SAFETY: fcntl on a descriptor this function owns.
+        unsafe {
+            libc::fcntl(read_fd, libc::F_SETFL, 0);
+        }
+        WAKE_FD.store(fds[1], Ordering::SeqCst);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                // SAFETY: reads into a buffer of the given length.
+                let n = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                    continue;
+                }
+                if n <= 0 {
+                    return;
+                }
+                for wake in WAKERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    wake();
+                }
+            }
+        });
+    }
     let term = on_terminate as extern "C" fn(libc::c_int) as libc::sighandler_t;
     let hup = on_reload as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
+    // SAFETY: the handlers only store to atomics and write(2), both async-signal-safe.
     unsafe {
         libc::signal(libc::SIGTERM, term);
         libc::signal(libc::SIGINT, term);
         libc::signal(libc::SIGHUP, hup);
     }
+}
+
+/// Calls `wake` on every SIGTERM, SIGINT or SIGHUP from now on (from another thread).
+pub(crate) fn on_signal(wake: impl Fn() + Send + 'static) {
+    WAKERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(wake));
 }
 
 /// Whether a stop was asked for.

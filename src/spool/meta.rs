@@ -125,6 +125,20 @@ impl SpoolMeta {
         }
     }
 
+    /// Every pair, as text, with the value of `key` replaced by `value` (added if absent):
+    /// what to write back to change one key.
+    pub(crate) fn pairs_with(&self, key: &str, value: &str) -> Vec<(String, String)> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut out: Vec<(String, String)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != key.as_bytes())
+            .map(|(k, v)| (text(k), text(v)))
+            .collect();
+        out.push((key.to_string(), value.to_string()));
+        out
+    }
+
     /// The first value stored under `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         self.pairs
