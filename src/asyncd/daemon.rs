@@ -260,12 +260,21 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
     thread::scope(|scope| {
         if let Some(every) = signals::watchdog_interval() {
             let beats = &beats;
-            scope.spawn(move || watchdog(every, started, beats));
+            if let Err(e) =
+                thread::Builder::new().spawn_scoped(scope, move || watchdog(every, started, beats))
+            {
+                log_error!("cannot start the watchdog's thread: {e}; systemd will restart us");
+            }
         }
         let mut nodes = cfgs.iter().zip(roots).zip(&beats);
         let first = nodes.next();
         for ((cfg, root), beat) in nodes {
-            scope.spawn(move || run_node(cfg, root, started, beat));
+            let host = cfg.host.clone();
+            if let Err(e) = thread::Builder::new()
+                .spawn_scoped(scope, move || run_node(cfg, root, started, beat))
+            {
+                log_error!("{host}: cannot start a thread to poll it: {e}; not polled");
+            }
         }
         if let Some(((cfg, root), beat)) = first {
             run_node(cfg, root, started, beat);
@@ -327,7 +336,9 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &Atomic
         started,
     };
     for _ in 0..cfg.connections {
-        pool.spawn(None);
+        if !pool.spawn(None) {
+            break;
+        }
     }
     Coordinator {
         cfg,
@@ -381,19 +392,34 @@ struct Pool {
 }
 
 impl Pool {
-    fn spawn(&mut self, idle_exit: Option<Duration>) {
+    /// Starts one more worker; false (logged) when the system will not give a thread.
+    fn spawn(&mut self, idle_exit: Option<Duration>) -> bool {
         let busy = Arc::new(AtomicU64::new(IDLE));
-        self.workers.push(busy.clone());
-        let (jobs, done, cfg, started) = (
+        let (jobs, done, cfg, started, mine) = (
             self.jobs.clone(),
             self.done.clone(),
             self.cfg.clone(),
             self.started,
+            busy.clone(),
         );
-        thread::spawn(move || {
-            worker(&cfg, &jobs, &done, &busy, started, idle_exit);
-            busy.store(GONE, Ordering::Relaxed);
+        let spawned = thread::Builder::new().spawn(move || {
+            worker(&cfg, &jobs, &done, &mine, started, idle_exit);
+            mine.store(GONE, Ordering::Relaxed);
         });
+        match spawned {
+            Ok(_) => {
+                self.workers.push(busy);
+                true
+            }
+            Err(e) => {
+                log_error!(
+                    "{}: cannot start a thread for one more connection ({} open): {e}",
+                    self.cfg.host,
+                    self.workers.len()
+                );
+                false
+            }
+        }
     }
 
     /// Opens more connections when every one is held past `STUCK` while some of the
@@ -411,9 +437,12 @@ impl Pool {
             return (0, waiting);
         }
         let room = (self.cfg.connections * 4).saturating_sub(self.workers.len());
-        let more = waiting.min(room);
-        for _ in 0..more {
-            self.spawn(Some(EXTRA_IDLE));
+        let mut more = 0;
+        for _ in 0..waiting.min(room) {
+            if !self.spawn(Some(EXTRA_IDLE)) {
+                break;
+            }
+            more += 1;
         }
         (more, waiting)
     }
@@ -633,7 +662,8 @@ impl Coordinator<'_> {
     fn start_listing(&self) {
         let tx = self.events.clone();
         let (host, timeout) = (self.cfg.host.clone(), self.cfg.request_timeout);
-        thread::spawn(move || {
+        let failed = tx.clone();
+        let spawned = thread::Builder::new().spawn(move || {
             let result = (|| {
                 let mut conn = NodeConn::connect(&host, timeout)?;
                 conn.cap("multigraph dirtyconfig")?;
@@ -663,6 +693,13 @@ impl Coordinator<'_> {
             })();
             let _ = tx.send(Event::Listed(result));
         });
+        if let Err(e) = spawned {
+            // Tried again with the usual backoff.
+            let _ = failed.send(Event::Listed(Err(NodeError::Io {
+                request: "list (no thread to ask it)".into(),
+                source: e,
+            })));
+        }
     }
 
     /// The index of a node's spool, opened (and repaired) the first time.
