@@ -1,8 +1,9 @@
 //! munin-asyncd's main loop: poll munin-node on every plugin's own schedule and spool
 //! each sample.
 //!
-//! One coordinator owns the [`Schedule`] and hands due plugins to a few worker threads,
-//! each with its own connection to munin-node, so a slow plugin holds one connection and
+//! One coordinator per munin-node owns the [`Schedule`] and hands due plugins to the
+//! worker threads all nodes share ([`crate::asyncd::workers`]), up to `--connections` at
+//! once, each poll on a connection of its own, so a slow plugin holds one connection and
 //! delays no other plugin. A sample's time is when its request was sent. The coordinator
 //! knows which requests are in flight, and it publishes `complete_until` in SPOOL-META:
 //! every sample at or before that time is in the spool or has failed. munin-async serves
@@ -11,7 +12,8 @@
 //! munin-node's own node (the one its greeting names) spools into the spool directory
 //! itself (Debian's layout); each virtual node it serves besides (`nodes`) spools into a
 //! subdirectory named after it.
-//! Several munin-nodes (`--config`, see [`crate::asyncd::fanout`]) are polled from one thread each.
+//! Several munin-nodes (`--config`, see [`crate::asyncd::fanout`]) each have a coordinator
+//! thread, which sleeps until its next due event.
 //! munin-node down at start or later is retried with backoff and logged once per change;
 //! the daemon never exits for it.
 
@@ -21,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +33,7 @@ use crate::asyncd::node::{NodeConn, NodeError};
 use crate::asyncd::schedule::{next_slot, rate_in_config, Schedule};
 use crate::asyncd::signals;
 use crate::asyncd::watermark;
+use crate::asyncd::workers::{NodeLink, Workers, MAX_WORKERS};
 use crate::spool::meta::{key, SpoolMeta};
 use crate::spool::names::sanitise;
 use crate::spool::record::is_value_line;
@@ -257,6 +260,8 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
     signals::sd_notify("READY=1\nSTATUS=reading the plugin lists");
     let started = Instant::now();
     let beats: Vec<AtomicU64> = cfgs.iter().map(|_| AtomicU64::new(0)).collect();
+    let workers = Workers::new(MAX_WORKERS);
+    let workers = &workers;
     thread::scope(|scope| {
         if let Some(every) = signals::watchdog_interval() {
             let beats = &beats;
@@ -271,13 +276,13 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
         for ((cfg, root), beat) in nodes {
             let host = cfg.host.clone();
             if let Err(e) = thread::Builder::new()
-                .spawn_scoped(scope, move || run_node(cfg, root, started, beat))
+                .spawn_scoped(scope, move || run_node(cfg, root, started, beat, workers))
             {
                 log_error!("{host}: cannot start a thread to poll it: {e}; not polled");
             }
         }
         if let Some(((cfg, root), beat)) = first {
-            run_node(cfg, root, started, beat);
+            run_node(cfg, root, started, beat, workers);
         }
     });
     Ok(())
@@ -321,31 +326,31 @@ fn millis(started: Instant) -> u64 {
 }
 
 /// Polls one munin-node into `root` (and its virtual nodes' subdirectories).
-fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &AtomicU64) {
-    let (job_tx, job_rx) = channel::<Job>();
+fn run_node(
+    cfg: &DaemonConfig,
+    root: NodeSpool,
+    started: Instant,
+    beat: &AtomicU64,
+    workers: &Workers,
+) {
     let (done_tx, done_rx) = channel::<Event>();
     let wake = done_tx.clone();
     signals::on_signal(move || {
         let _ = wake.send(Event::Wake);
     });
-    let mut pool = Pool {
-        cfg: cfg.clone(),
-        jobs: Arc::new(Mutex::new(job_rx)),
-        done: done_tx.clone(),
-        workers: Vec::new(),
-        started,
-    };
-    for _ in 0..cfg.connections {
-        if !pool.spawn(None) {
-            break;
-        }
-    }
     Coordinator {
         cfg,
-        jobs: job_tx,
+        workers,
+        link: Arc::new(NodeLink::new(
+            &cfg.host,
+            cfg.request_timeout,
+            cfg.connections,
+            cfg.default_rate,
+        )),
+        allowed: cfg.connections.max(1),
+        held: Vec::new(),
         done: done_rx,
         events: done_tx,
-        pool,
         schedule: Schedule::new(),
         plugins: Vec::new(),
         by_name: BTreeMap::new(),
@@ -368,90 +373,20 @@ fn run_node(cfg: &DaemonConfig, root: NodeSpool, started: Instant, beat: &Atomic
     .run()
 }
 
-/// A request running this long holds its connection as if hung: when every connection is
-/// held so and polls wait, more are opened (see `Pool::grow`).
+/// A request running this long holds its connection as if hung: when every poll under way
+/// has run so long and polls wait, more may go out at once (see `Coordinator::grow`).
 const STUCK: Duration = Duration::from_secs(3);
-/// An extra connection idle this long is closed.
-const EXTRA_IDLE: Duration = Duration::from_secs(60);
-/// A worker's busy mark: idle.
-const IDLE: u64 = 0;
-/// A worker's busy mark: it has ended.
-const GONE: u64 = u64::MAX;
-
-/// The workers of one munin-node, each with its connection. `--connections` of them
-/// always; while every one is held by a request running past `STUCK` and polls wait,
-/// extra ones, up to four times as many, each closed after `EXTRA_IDLE` without work. So
-/// plugins that hang hold up the others for `STUCK` at most, not `--request-timeout`.
-struct Pool {
-    cfg: DaemonConfig,
-    jobs: Arc<Mutex<Receiver<Job>>>,
-    done: Sender<Event>,
-    /// Per worker: since when it is busy (ms since `started`, plus 1), or IDLE, or GONE.
-    workers: Vec<Arc<AtomicU64>>,
-    started: Instant,
-}
-
-impl Pool {
-    /// Starts one more worker; false (logged) when the system will not give a thread.
-    fn spawn(&mut self, idle_exit: Option<Duration>) -> bool {
-        let busy = Arc::new(AtomicU64::new(IDLE));
-        let (jobs, done, cfg, started, mine) = (
-            self.jobs.clone(),
-            self.done.clone(),
-            self.cfg.clone(),
-            self.started,
-            busy.clone(),
-        );
-        let spawned = thread::Builder::new().spawn(move || {
-            worker(&cfg, &jobs, &done, &mine, started, idle_exit);
-            mine.store(GONE, Ordering::Relaxed);
-        });
-        match spawned {
-            Ok(_) => {
-                self.workers.push(busy);
-                true
-            }
-            Err(e) => {
-                log_error!(
-                    "{}: cannot start a thread for one more connection ({} open): {e}",
-                    self.cfg.host,
-                    self.workers.len()
-                );
-                false
-            }
-        }
-    }
-
-    /// Opens more connections when every one is held past `STUCK` while some of the
-    /// `in_flight` polls wait for one; returns how many it opened and how many waited.
-    fn grow(&mut self, in_flight: usize) -> (usize, usize) {
-        self.workers.retain(|b| b.load(Ordering::Relaxed) != GONE);
-        let waiting = in_flight.saturating_sub(self.workers.len());
-        let now = millis(self.started) + 1;
-        let stuck = u64::try_from(STUCK.as_millis()).unwrap_or(u64::MAX);
-        let all_stuck = self.workers.iter().all(|b| {
-            let since = b.load(Ordering::Relaxed);
-            since != IDLE && now.saturating_sub(since) > stuck
-        });
-        if !all_stuck || waiting == 0 {
-            return (0, waiting);
-        }
-        let room = (self.cfg.connections * 4).saturating_sub(self.workers.len());
-        let mut more = 0;
-        for _ in 0..waiting.min(room) {
-            if !self.spawn(Some(EXTRA_IDLE)) {
-                break;
-            }
-            more += 1;
-        }
-        (more, waiting)
-    }
-}
 
 struct Coordinator<'a> {
     cfg: &'a DaemonConfig,
-    /// The workers.
-    pool: Pool,
+    /// The workers all nodes share.
+    workers: &'a Workers,
+    /// This munin-node, and its idle connections.
+    link: Arc<NodeLink>,
+    /// How many polls may be under way at once: `--connections`, more while they hang.
+    allowed: usize,
+    /// Polls due but waiting for one under way to end, longest first.
+    held: Vec<(usize, u64)>,
     /// When the daemon started, and where this loop says it went round (ms since then),
     /// for the watchdog.
     started: Instant,
@@ -461,7 +396,6 @@ struct Coordinator<'a> {
     /// When the next health sample is due, and the time of the last.
     next_health: u64,
     last_health: u64,
-    jobs: Sender<Job>,
     done: Receiver<Event>,
     /// The sender of `done`, for the listing threads.
     events: Sender<Event>,
@@ -471,8 +405,9 @@ struct Coordinator<'a> {
     by_name: BTreeMap<(usize, String), usize>,
     /// The spools, the spool directory itself first.
     spools: Vec<NodeSpool>,
-    /// Plugin id → when its request was handed out.
-    in_flight: BTreeMap<usize, u64>,
+    /// Plugin id → when its request was handed out (seconds since the epoch, and as an
+    /// instant, to tell a hung one).
+    in_flight: BTreeMap<usize, (u64, Instant)>,
     /// Whether munin-node answered last time (None before the first try).
     node_up: Option<bool>,
     /// When SPOOL-META files were last written.
@@ -512,15 +447,8 @@ impl Coordinator<'_> {
             }
             let now = system_clock();
             self.dispatch(now);
-            let (opened, waiting) = self.pool.grow(self.in_flight.len());
-            if opened > 0 {
-                log_warn!(
-                    "every connection to munin-node is held by a request running over {} s \
-                     (a hung plugin?) and {waiting} poll(s) wait: {opened} more opened, {} in all",
-                    STUCK.as_secs(),
-                    self.pool.workers.len()
-                );
-            }
+            self.grow();
+            self.send_held(now);
             if now >= self.next_health {
                 self.next_health = next_slot(now, self.cfg.default_rate);
                 self.spool_health(now);
@@ -639,23 +567,56 @@ impl Coordinator<'_> {
             due.push((id, slot));
         }
         longest_first(&mut due, |id| self.plugins[id].took);
-        for (id, slot) in due {
+        self.held.extend(due);
+    }
+
+    /// Sends held polls to the workers while fewer than `allowed` are under way.
+    fn send_held(&mut self, now: u64) {
+        let room = self.allowed.saturating_sub(self.in_flight.len());
+        let n = room.min(self.held.len());
+        for (id, slot) in self.held.drain(..n).collect::<Vec<_>>() {
             let p = &self.plugins[id];
             let spool = &self.spools[p.spool];
-            let not_before = watermark::not_before(p.last, spool.floor, spool.said);
-            self.in_flight.insert(id, now);
             let job = Job {
                 id,
                 plugin: p.name.clone(),
                 slot,
-                not_before,
-                writer: self.spools[p.spool].writer.clone(),
+                not_before: watermark::not_before(p.last, spool.floor, spool.said),
+                writer: spool.writer.clone(),
             };
-            if self.jobs.send(job).is_err() {
-                log_error!("all worker threads have stopped");
-                return;
-            }
+            self.in_flight.insert(id, (now, Instant::now()));
+            let (link, reply) = (self.link.clone(), self.events.clone());
+            self.workers
+                .run(Box::new(move || run_job(job, &link, &reply)));
         }
+    }
+
+    /// When every poll under way has run past `STUCK` (hung plugins, most likely) and
+    /// others wait, lets that many more go out at once, up to four times
+    /// `--connections`; back to `--connections` once nothing waits.
+    fn grow(&mut self) {
+        let base = self.cfg.connections.max(1);
+        if self.held.is_empty() {
+            if self.in_flight.len() <= base {
+                self.allowed = base;
+            }
+            return;
+        }
+        let all_stuck = !self.in_flight.is_empty()
+            && self.in_flight.values().all(|(_, at)| at.elapsed() > STUCK);
+        let room = (base * 4).saturating_sub(self.allowed);
+        if !all_stuck || room == 0 {
+            return;
+        }
+        let more = self.held.len().min(room);
+        self.allowed += more;
+        log_warn!(
+            "every connection to munin-node is held by a request running over {} s \
+             (a hung plugin?) and {} poll(s) wait: {more} more opened, {} in all",
+            STUCK.as_secs(),
+            self.held.len(),
+            self.allowed
+        );
     }
 
     /// Starts reading the plugin list in a thread of its own.
@@ -976,9 +937,15 @@ impl Coordinator<'_> {
                 .filter(|(_, p)| p.spool == i);
             let oldest = mine
                 .clone()
-                .filter_map(|(id, _)| self.in_flight.get(&id))
-                .min()
-                .copied();
+                .filter_map(|(id, _)| self.in_flight.get(&id).map(|(t, _)| *t))
+                .chain(
+                    // Held polls go out now at the earliest.
+                    self.held
+                        .iter()
+                        .filter(|(id, _)| self.plugins[*id].spool == i)
+                        .map(|_| now),
+                )
+                .min();
             let complete = watermark::complete_until(oldest, next_due, now, spool.said, force);
             let listed = mine.clone().any(|(_, p)| p.listed);
             let changed = spool.dirty || (listed && spool.said != Some(complete));
@@ -1108,69 +1075,50 @@ fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Durati
     due.sort_by_key(|&(id, slot)| (slot, Reverse(took(id).unwrap_or(Duration::MAX))));
 }
 
-/// A worker: takes jobs, keeps one connection to munin-node, spools what it gets.
-fn worker(
-    cfg: &DaemonConfig,
-    jobs: &Mutex<Receiver<Job>>,
-    done: &Sender<Event>,
-    busy: &AtomicU64,
-    started_at: Instant,
-    idle_exit: Option<Duration>,
-) {
-    let mut conn: Option<NodeConn> = None;
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => match idle_exit {
-                None => rx.recv().ok(),
-                Some(idle) => rx.recv_timeout(idle).ok(),
-            },
-            Err(_) => None,
-        };
-        let Some(job) = job else {
-            return;
-        };
-        busy.store(millis(started_at) + 1, Ordering::Relaxed);
-        let started = Instant::now();
-        let result = if signals::terminate_requested() {
-            Err(PollError::Stopped)
-        } else if system_clock() < job.not_before {
-            Err(PollError::TooEarly {
-                last: job.not_before - 1,
-            })
-        } else {
-            poll(cfg, &mut conn, &job.writer, &job.plugin, job.not_before)
-        };
-        if matches!(
-            result,
-            Err(PollError::Node(_) | PollError::Write(_) | PollError::Plugin { .. })
-        ) {
-            // The connection may be in any state now, or held by a munin-node process left
-            // over from before a restart: start afresh next time.
-            conn = None;
-        }
-        busy.store(IDLE, Ordering::Relaxed);
-        let report = Done {
-            id: job.id,
-            slot: job.slot,
-            took: started.elapsed(),
-            result,
-        };
-        if done.send(Event::Done(report)).is_err() {
-            return;
+/// One poll, on a worker: with an idle connection of the node's or a new one, spooled,
+/// and reported to the node's coordinator.
+fn run_job(job: Job, link: &NodeLink, reply: &Sender<Event>) {
+    let started = Instant::now();
+    let mut conn = None;
+    let result = if signals::terminate_requested() {
+        Err(PollError::Stopped)
+    } else if system_clock() < job.not_before {
+        Err(PollError::TooEarly {
+            last: job.not_before - 1,
+        })
+    } else {
+        conn = link.take();
+        poll(link, &mut conn, &job.writer, &job.plugin, job.not_before)
+    };
+    // After a node, write or plugin fault the connection may be in any state, or held by
+    // a munin-node process left over from before a restart: it is not kept.
+    if !matches!(
+        result,
+        Err(PollError::Node(_) | PollError::Write(_) | PollError::Plugin { .. })
+    ) {
+        if let Some(c) = conn {
+            link.give_back(c);
         }
     }
+    let report = Done {
+        id: job.id,
+        slot: job.slot,
+        took: started.elapsed(),
+        result,
+    };
+    let _ = reply.send(Event::Done(report));
 }
 
 /// One sample of one plugin: config, then fetch unless config carried the values.
 fn poll(
-    cfg: &DaemonConfig,
+    link: &NodeLink,
     conn: &mut Option<NodeConn>,
     writer: &SpoolWriter,
     plugin: &str,
     not_before: u64,
 ) -> Result<Sample, PollError> {
     if conn.is_none() {
-        let mut c = NodeConn::connect(&cfg.host, cfg.request_timeout).map_err(PollError::Node)?;
+        let mut c = NodeConn::connect(&link.host, link.timeout).map_err(PollError::Node)?;
         c.cap("multigraph dirtyconfig").map_err(PollError::Node)?;
         *conn = Some(c);
     }
@@ -1222,10 +1170,10 @@ fn poll(
         });
     }
     let rate = rate_in_config(config.iter().map(Vec::as_slice)).map(|r| r.seconds);
-    let default_rate = format!("update_rate {}", cfg.default_rate).into_bytes();
+    let default_rate = format!("update_rate {}", link.default_rate).into_bytes();
     let mut lines: Vec<&[u8]> = Vec::with_capacity(config.len() + values.len() + 1);
     let mut rest = config.iter().map(Vec::as_slice).peekable();
-    if rate.is_none() && cfg.default_rate != MASTER_DEFAULT_RATE {
+    if rate.is_none() && link.default_rate != MASTER_DEFAULT_RATE {
         // A config without update_rate is polled at --update-rate; when that is not the
         // master's own default, the master must be told (as Munin's development branch
         // does), after a leading multigraph line if there is one. Otherwise the config

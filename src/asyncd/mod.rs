@@ -2,10 +2,10 @@
 //!
 //! [`cli`] checks the command line and [`fanout`] the configuration file for several
 //! munin-nodes. [`daemon`] runs one coordinator per munin-node: it reads the plugin list
-//! and polls each plugin on its [`schedule`] through [`node`] connections in worker
-//! threads, writes each sample with the spool's writer, publishes `complete_until`, and
-//! spools its own [`health`]. [`signals`] turns SIGTERM, SIGINT and SIGHUP into flags and
-//! talks to systemd.
+//! and polls each plugin on its [`schedule`] through [`node`] connections on the
+//! [`workers`] all nodes share, writes each sample with the spool's writer, publishes
+//! `complete_until` ([`watermark`]), and spools its own [`health`]. [`signals`] turns
+//! SIGTERM, SIGINT and SIGHUP into flags, wakes the sleeping loops, and talks to systemd.
 
 pub mod cli;
 pub mod daemon;
@@ -15,3 +15,4 @@ pub(crate) mod node;
 pub(crate) mod schedule;
 pub mod signals;
 pub(crate) mod watermark;
+pub(crate) mod workers;

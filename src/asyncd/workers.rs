@@ -1,0 +1,211 @@
+//! The worker threads every node's polls share, and each node's idle connections.
+//!
+//! One munin-asyncd may poll a whole site (`--config`, hundreds of munin-nodes). A thread
+//! and a connection per node and plugin slot would cost thousands of threads; instead all
+//! nodes hand their polls to one queue, and workers are started only while polls wait
+//! for one, up to [`MAX_WORKERS`], and end after [`IDLE_EXIT`] without work. A node's
+//! coordinator decides how many of its polls may be under way at once (its
+//! `--connections`, more while they hang), so one node cannot take every worker.
+//! Connections stay with their node: a worker takes an idle one of the job's node, or
+//! opens one, and gives it back after a good poll (at most `--connections` are kept).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::asyncd::node::NodeConn;
+use crate::log_error;
+
+/// The most worker threads of the whole daemon.
+pub(crate) const MAX_WORKERS: usize = 128;
+/// A worker with nothing to do for this long ends.
+pub(crate) const IDLE_EXIT: Duration = Duration::from_secs(60);
+
+/// One munin-node as the workers see it: where it is, and its idle connections.
+pub(crate) struct NodeLink {
+    /// HOST:PORT.
+    pub(crate) host: String,
+    /// The deadline of one request.
+    pub(crate) timeout: Duration,
+    /// `--update-rate`: told to the master for a config that declares no rate.
+    pub(crate) default_rate: u64,
+    /// How many idle connections are kept.
+    keep: usize,
+    idle: Mutex<Vec<NodeConn>>,
+}
+
+impl NodeLink {
+    /// A node at `host`, keeping at most `keep` idle connections.
+    pub(crate) fn new(host: &str, timeout: Duration, keep: usize, default_rate: u64) -> NodeLink {
+        NodeLink {
+            host: host.to_string(),
+            timeout,
+            default_rate,
+            keep: keep.max(1),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection, if there is one.
+    pub(crate) fn take(&self) -> Option<NodeConn> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Gives a connection back after a good poll (closed if enough are idle).
+    pub(crate) fn give_back(&self, conn: NodeConn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.keep {
+            idle.push(conn);
+        }
+    }
+}
+
+/// A unit of work for a worker.
+pub(crate) type Task = Box<dyn FnOnce() + Send>;
+
+/// The workers all nodes share.
+pub(crate) struct Workers {
+    tx: Mutex<Sender<Task>>,
+    rx: Arc<Mutex<Receiver<Task>>>,
+    /// Workers running, and those waiting for a task.
+    running: Arc<AtomicUsize>,
+    idle: Arc<AtomicUsize>,
+    /// Tasks sent and not yet taken.
+    queued: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Workers {
+    /// No workers yet; at most `max` at once.
+    pub(crate) fn new(max: usize) -> Workers {
+        let (tx, rx) = channel();
+        Workers {
+            tx: Mutex::new(tx),
+            rx: Arc::new(Mutex::new(rx)),
+            running: Arc::new(AtomicUsize::new(0)),
+            idle: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            max: max.max(1),
+        }
+    }
+
+    /// Runs `task` on a worker: an idle one, or a new one while there are fewer than the
+    /// most. When the system refuses a thread, the task waits for a running worker (and
+    /// with none at all, it is run here).
+    pub(crate) fn run(&self, task: Task) {
+        let queued = self.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        if queued > self.idle.load(Ordering::SeqCst)
+            && self.running.load(Ordering::SeqCst) < self.max
+            && !self.spawn()
+            && self.running.load(Ordering::SeqCst) == 0
+        {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            task();
+            return;
+        }
+        let sent = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(task);
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// How many workers run now.
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    fn spawn(&self) -> bool {
+        let (rx, running, idle, queued) = (
+            self.rx.clone(),
+            self.running.clone(),
+            self.idle.clone(),
+            self.queued.clone(),
+        );
+        running.fetch_add(1, Ordering::SeqCst);
+        let mine = running.clone();
+        let spawned = thread::Builder::new().spawn(move || {
+            loop {
+                idle.fetch_add(1, Ordering::SeqCst);
+                let task = match rx.lock() {
+                    Ok(rx) => rx.recv_timeout(IDLE_EXIT),
+                    Err(_) => Err(RecvTimeoutError::Disconnected),
+                };
+                idle.fetch_sub(1, Ordering::SeqCst);
+                match task {
+                    Ok(task) => {
+                        queued.fetch_sub(1, Ordering::SeqCst);
+                        task();
+                    }
+                    Err(_) => break,
+                }
+            }
+            mine.fetch_sub(1, Ordering::SeqCst);
+        });
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                running.fetch_sub(1, Ordering::SeqCst);
+                log_error!(
+                    "cannot start one more worker thread ({} running): {e}",
+                    running.load(Ordering::SeqCst)
+                );
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Instant;
+
+    #[test]
+    fn tasks_run_on_at_most_max_threads_and_all_of_them_run() {
+        let w = Workers::new(4);
+        let done = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = channel();
+        for _ in 0..40 {
+            let (done, tx) = (done.clone(), tx.clone());
+            w.run(Box::new(move || {
+                thread::sleep(Duration::from_millis(20));
+                done.fetch_add(1, Ordering::SeqCst);
+                let _ = tx.send(());
+            }));
+            assert!(w.running() <= 4);
+        }
+        let start = Instant::now();
+        for _ in 0..40 {
+            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 40);
+        // Four at a time: about ten rounds of 20 ms, not forty.
+        assert!(
+            start.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_idle_worker_takes_the_next_task_instead_of_a_new_thread() {
+        let w = Workers::new(8);
+        for _ in 0..5 {
+            let (tx, rx) = channel();
+            w.run(Box::new(move || {
+                let _ = tx.send(());
+            }));
+            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            // Let the worker go back to waiting.
+            let t = Instant::now();
+            while w.idle.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(5) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(w.running(), 1);
+    }
+}
