@@ -18,6 +18,7 @@ Targets (docs/benchmarks.md): 1000 nodes x 30 plugins at 60 s on at most 10% of 
 and 64 MiB, p99 lateness 2 s, every slot filled; idle: zero bytes written.
 
 Usage: bench/fanout.py [--nodes N] [--plugins P] [--rate S] [--seconds S] [--ours PATH]
+                       [--durability record|kernel]
 (as root, for the descriptor limit)
 """
 import argparse, os, re, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -135,6 +136,7 @@ def main():
     ap.add_argument("--rate", type=int, default=60)
     ap.add_argument("--seconds", type=int, default=180)
     ap.add_argument("--ours", default=os.path.join(REPO, "target/release/munin-asyncd"))
+    ap.add_argument("--durability", default="record", help="munin-asyncd's --durability")
     a = ap.parse_args()
     limit = a.nodes * 12 + 1024
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
@@ -152,11 +154,13 @@ def main():
         for k in range(a.nodes):
             f.write(f"[node{k}]\nhost 127.0.0.1:{base + k}\nspooldir {spool}/node{k}\n\n")
     log = open(os.path.join(work, "asyncd.log"), "w")
-    d = subprocess.Popen([a.ours, "--config", conf, "--screen", "--update-rate", str(a.rate)],
+    d = subprocess.Popen([a.ours, "--config", conf, "--screen", "--update-rate", str(a.rate),
+                          "--durability", a.durability],
                          stdout=subprocess.DEVNULL, stderr=log)
     try:
         warm = 2 * a.rate
-        print(f"{a.nodes} nodes x {a.plugins} plugins at {a.rate} s: warming up {warm} s, then measuring {a.seconds} s")
+        print(f"{a.nodes} nodes x {a.plugins} plugins at {a.rate} s, --durability {a.durability}: "
+              f"warming up {warm} s, then measuring {a.seconds} s")
         time.sleep(warm)
         # The window starts on a slot, so its slots are whole.
         now = time.time()

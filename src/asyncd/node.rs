@@ -131,7 +131,8 @@ impl NodeConn {
                     stream,
                     deadline: Instant::now() + timeout,
                 },
-                16 * 1024,
+                // Grown for a longer line; small, as a site's daemon keeps thousands idle.
+                4 * 1024,
                 MAX_LINE,
             ),
             timeout,
