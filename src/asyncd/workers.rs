@@ -139,6 +139,11 @@ impl Workers {
                         queued.fetch_sub(1, Ordering::SeqCst);
                         task();
                     }
+                    // A task sent as this worker timed out saw it idle and started no
+                    // other: stay for it. (`run` adds to `queued` before it reads `idle`,
+                    // this reads `queued` after taking from `idle`: one of them sees the
+                    // other.)
+                    Err(RecvTimeoutError::Timeout) if queued.load(Ordering::SeqCst) > 0 => {}
                     Err(_) => break,
                 }
             }
