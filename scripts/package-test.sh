@@ -53,6 +53,29 @@ rm -rf /tmp/munin-async-pkg
 check "the unit does not verify" systemd-analyze verify /lib/systemd/system/munin-async.service
 check "the unit lost a setting" grep -q '^WatchdogSec=' /lib/systemd/system/munin-async.service
 check "the unit lost a setting" grep -q '^ExecReload=/bin/kill -HUP' /lib/systemd/system/munin-async.service
+check "the unit lost a setting" grep -q '^RestartPreventExitStatus=2$' /lib/systemd/system/munin-async.service
+check "the unit does not read /etc/default" grep -q '^EnvironmentFile=-/etc/default/munin-async$' /lib/systemd/system/munin-async.service
+check "no /etc/default/munin-async" grep -q '^DAEMON_ARGS=""$' /etc/default/munin-async
+check "/etc/default/munin-async is not a conffile" grep -qx /etc/default/munin-async /var/lib/dpkg/info/munin-async-rs.conffiles
+# No systemd runs here (no PID 1 of its own, no systemd-nspawn): the unit's hardening is
+# judged offline, as `systemd-analyze security` rates it (the target is 3.0 at most).
+exposure="$(systemd-analyze security --offline=true /lib/systemd/system/munin-async.service 2>/dev/null \
+    | sed -n 's/.*Overall exposure level for munin-async.service: \([0-9.]*\).*/\1/p')"
+echo "systemd-analyze security: exposure $exposure"
+check "the unit is exposed over 3.0 ($exposure)" sh -c 'systemd-analyze security --offline=true \
+    --threshold=30 /lib/systemd/system/munin-async.service >/dev/null 2>&1'
+
+echo "the init script reads /etc/default/munin-async"
+cp /etc/default/munin-async /tmp/munin-async.default
+echo 'DAEMON_ARGS="--no-such-option"' >> /etc/default/munin-async
+if /etc/init.d/munin-async start >/dev/null 2>&1; then
+    /etc/init.d/munin-async stop >/dev/null 2>&1
+    read_it=no
+else
+    read_it=yes
+fi
+mv /tmp/munin-async.default /etc/default/munin-async
+check "the init script ignored DAEMON_ARGS" [ "$read_it" = yes ]
 
 echo "the init script: start (waits for READY=1), reload, stop"
 check "init script start failed" /etc/init.d/munin-async start
@@ -76,7 +99,7 @@ echo "purge"
 dpkg --purge munin-async-rs >/dev/null
 check "ours is still installed" [ -z "$(status munin-async-rs | grep ' installed')" ]
 for f in /usr/share/munin/munin-asyncd /lib/systemd/system/munin-async.service \
-    /etc/init.d/munin-async /var/lib/munin-async/SPOOL-META; do
+    /etc/init.d/munin-async /etc/default/munin-async /var/lib/munin-async/SPOOL-META; do
     check "$f is left after purge" [ ! -e "$f" ]
 done
 check "the master's key went in the purge" [ -s /var/lib/munin-async/.ssh/authorized_keys ]

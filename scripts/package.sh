@@ -34,6 +34,7 @@ install -D -m 0755 "$bin_dir/munin-async" "$stage/usr/share/munin/munin-async"
 install -D -m 0755 "$bin_dir/munin-asyncd" "$stage/usr/share/munin/munin-asyncd"
 install -D -m 0644 packaging/munin-async.service "$stage/lib/systemd/system/munin-async.service"
 install -D -m 0755 packaging/munin-async.init "$stage/etc/init.d/munin-async"
+install -D -m 0644 packaging/munin-async.default "$stage/etc/default/munin-async"
 for p in munin-async munin-asyncd; do
     install -D -m 0644 "man/$p.8" "$stage/usr/share/man/man8/$p.8"
     gzip -9n "$stage/usr/share/man/man8/$p.8"
@@ -59,7 +60,7 @@ COPYRIGHT
 
 mkdir -p "$stage/DEBIAN"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$stage/DEBIAN/"
-echo /etc/init.d/munin-async > "$stage/DEBIAN/conffiles"
+printf "%s\n" /etc/init.d/munin-async /etc/default/munin-async > "$stage/DEBIAN/conffiles"
 size="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: $name

@@ -337,6 +337,27 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
                 .contains("last-timestamp.fast")
         },
     );
+    // A reload (SIGHUP) is told to systemd, and its end once the list is read; so is a
+    // stop.
+    let mut wait_for = |what: &str| {
+        let mut said = String::new();
+        loop {
+            let n = notify
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {what} on NOTIFY_SOCKET ({e}); said: {said}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if msg.lines().any(|l| l == what) {
+                return;
+            }
+            said.push_str(&msg);
+            said.push('\n');
+        }
+    };
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGHUP) };
+    wait_for("RELOADING=1");
+    wait_for("READY=1");
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    wait_for("STOPPING=1");
     stop(daemon);
     drop(node);
     let log = fs::read_to_string(&log).unwrap();

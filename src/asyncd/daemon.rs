@@ -362,6 +362,7 @@ fn run_node(
         refused: BTreeSet::new(),
         listing: false,
         publish_pending: false,
+        reloading: false,
         next_list_at: 0,
         started,
         beat,
@@ -421,6 +422,8 @@ struct Coordinator<'a> {
     listing: bool,
     /// SPOOL-META has something new to say, held back by the once-a-second limit.
     publish_pending: bool,
+    /// A SIGHUP's reload is under way: systemd hears READY=1 once the list is read.
+    reloading: bool,
     /// When the plugin list is next read (now while it is being read), in seconds since
     /// the epoch: plugins it finds are polled at once, so nothing is promised beyond it.
     next_list_at: u64,
@@ -436,6 +439,8 @@ impl Coordinator<'_> {
             self.beat.store(millis(self.started), Ordering::Relaxed);
             if signals::take_reload() {
                 log_info!("SIGHUP: reading the plugin list again");
+                signals::sd_notify("RELOADING=1\nSTATUS=reading the plugin list again");
+                self.reloading = true;
                 next_list = Instant::now();
             }
             if std::mem::take(&mut self.relist_soon) {
@@ -510,6 +515,7 @@ impl Coordinator<'_> {
             }
         }
         log_info!("stopping");
+        signals::sd_notify("STOPPING=1");
         // Polls under way may still land: a plugin that ran should not lose its sample.
         // Polls not started yet are not started (see `worker`).
         let deadline = Instant::now() + STOP_GRACE;
@@ -533,7 +539,13 @@ impl Coordinator<'_> {
             Event::Done(done) => self.finished(done),
             Event::Listed(result) => {
                 self.listing = false;
-                if self.listed(result) {
+                let ok = self.listed(result);
+                if std::mem::take(&mut self.reloading) {
+                    // The reload is over, whether munin-node answered or not (then it is
+                    // retried, and the status says so).
+                    signals::sd_notify("READY=1");
+                }
+                if ok {
                     *backoff = Duration::from_secs(1);
                     *next_list = Instant::now() + RELIST_EVERY;
                 } else {
