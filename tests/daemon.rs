@@ -367,6 +367,14 @@ fn munin_node_down_at_start_is_waited_for_and_logged_once() {
         "{log}"
     );
     assert_eq!(log.matches("is up").count(), 1, "{log}");
+    // Notices: the start with the version, munin-node back, the reload; no os error codes.
+    assert!(log.contains("notice: munin-asyncd 0."), "{log}");
+    assert!(log.contains("is up (back after"), "{log}");
+    assert!(
+        log.contains("notice: reload: 1 plugins on 1 node(s)"),
+        "{log}"
+    );
+    assert!(!log.contains("(os error"), "{log}");
 }
 
 /// A fake munin-node for faults a real one cannot produce on demand: `hang` stops in

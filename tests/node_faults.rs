@@ -119,6 +119,13 @@ fn munin_node_down_longer_than_the_backoff_cap_then_back_is_recovered_without_he
             "{p}: a sample while munin-node was down"
         );
     }
+    // One notice (shown by default) for munin-node as a whole, with how long it was gone.
+    assert_eq!(
+        log.matches("notice: munin-node at").count(),
+        2,
+        "a start and a recovery:\n{log}"
+    );
+    assert!(log.contains("answers again after"), "{log}");
     eprintln!("munin-node down 8 s (backoff cap 2 s); both plugins spooling again {recovered} s after it came back");
     assert!(recovered <= 5, "took {recovered} s to recover");
 }

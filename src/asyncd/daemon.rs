@@ -42,7 +42,7 @@ use crate::spool::Spool;
 use crate::spool::CURSOR_FILE;
 use crate::util::clock::system_clock;
 use crate::util::log::Quoted;
-use crate::{log_debug, log_error, log_info, log_warn};
+use crate::{log_debug, log_error, log_info, log_notice, log_warn};
 
 /// How often old spool files are looked for.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
@@ -258,6 +258,19 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
     // Ready once the spools are open and repaired, even with munin-node still down: the
     // daemon waits for it, and Debian's init script gives up after 15 s.
     signals::sd_notify("READY=1\nSTATUS=reading the plugin lists");
+    match cfgs {
+        [one] => log_notice!(
+            "munin-asyncd {} started: munin-node at {} into {}",
+            env!("CARGO_PKG_VERSION"),
+            one.host,
+            one.spooldir.display()
+        ),
+        many => log_notice!(
+            "munin-asyncd {} started: {} munin-nodes",
+            env!("CARGO_PKG_VERSION"),
+            many.len()
+        ),
+    }
     let started = Instant::now();
     let beats: Vec<AtomicU64> = cfgs.iter().map(|_| AtomicU64::new(0)).collect();
     let workers = Workers::new(MAX_WORKERS);
@@ -357,6 +370,7 @@ fn run_node(
         spools: vec![root],
         in_flight: BTreeMap::new(),
         node_up: None,
+        down_since: None,
         published: None,
         relist_soon: false,
         refused: BTreeSet::new(),
@@ -411,6 +425,8 @@ struct Coordinator<'a> {
     in_flight: BTreeMap<usize, (u64, Instant)>,
     /// Whether munin-node answered last time (None before the first try).
     node_up: Option<bool>,
+    /// Since when munin-node cannot be reached (for the notice when it is back).
+    down_since: Option<Instant>,
     /// When SPOOL-META files were last written.
     published: Option<Instant>,
     /// A plugin vanished: read the list again soon.
@@ -438,7 +454,7 @@ impl Coordinator<'_> {
         while !signals::terminate_requested() {
             self.beat.store(millis(self.started), Ordering::Relaxed);
             if signals::take_reload() {
-                log_info!("SIGHUP: reading the plugin list again");
+                log_notice!("SIGHUP: reading the plugin list again");
                 signals::sd_notify("RELOADING=1\nSTATUS=reading the plugin list again");
                 self.reloading = true;
                 next_list = Instant::now();
@@ -702,6 +718,7 @@ impl Coordinator<'_> {
         let (hostname, lists) = match result {
             Ok(found) => found,
             Err(e) => {
+                self.down_since.get_or_insert_with(Instant::now);
                 if self.node_up != Some(false) {
                     log_error!("{e}; retrying until it answers");
                     signals::sd_notify(&format!(
@@ -714,9 +731,14 @@ impl Coordinator<'_> {
             }
         };
         let total: usize = lists.iter().map(|(_, p)| p.len()).sum();
+        let back = self
+            .down_since
+            .take()
+            .map(|t| format!(" (back after {} s)", t.elapsed().as_secs()))
+            .unwrap_or_default();
         if self.node_up != Some(true) {
-            log_info!(
-                "munin-node at {} is up: {} plugins on {} node(s)",
+            log_notice!(
+                "munin-node at {} is up{back}: {} plugins on {} node(s)",
                 self.cfg.host,
                 total,
                 lists.len()
@@ -725,6 +747,13 @@ impl Coordinator<'_> {
                 "STATUS=spooling {total} plugins of {}",
                 self.cfg.host
             ));
+        } else if self.reloading {
+            log_notice!(
+                "reload: {} plugins on {} node(s) at {}",
+                total,
+                lists.len(),
+                self.cfg.host
+            );
         }
         self.node_up = Some(true);
         if !hostname.is_empty() {
@@ -880,6 +909,22 @@ impl Coordinator<'_> {
             Err(PollError::TooEarly { last }) => Some(last + 1),
             _ => None,
         };
+        match &done.result {
+            Err(PollError::Node(NodeError::Connect { .. })) => {
+                self.down_since.get_or_insert_with(Instant::now);
+            }
+            Ok(_) => {
+                if let Some(t) = self.down_since.take() {
+                    log_notice!(
+                        "munin-node at {} answers again after {} s",
+                        self.cfg.host,
+                        t.elapsed().as_secs()
+                    );
+                }
+            }
+            _ => {}
+        }
+        let p = &mut self.plugins[done.id];
         match done.result {
             Ok(sample) => {
                 if p.failing {

@@ -15,7 +15,7 @@ use crate::spool::record::{is_value_line, write_served_line};
 use crate::spool::Spool;
 use crate::util::line::{LineEnd, LineReader};
 use crate::util::log::Quoted;
-use crate::{log_debug, log_error, log_info, log_warn};
+use crate::{log_debug, log_error, log_info, log_notice, log_warn};
 
 /// How far one spoolfetch may reach past the oldest record it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +191,7 @@ fn serve_spoolfetch<W: Write>(
         }
     };
     let mut window = Window::plan(spool, &files, after, cfg.catchup_seconds());
+    let cut = window.until != u64::MAX;
     // Our munin-asyncd says up to when every sample is in: nothing newer is sent yet,
     // or the master's cursor could pass a sample still being taken.
     if let Some(complete) = spool.meta().ok().and_then(|m| m.complete_until()) {
@@ -211,6 +212,14 @@ fn serve_spoolfetch<W: Write>(
             spoolfetch_blocks(spool, &files, window, &listed, out)?
         }
     };
+    if cut {
+        log_notice!(
+            "spoolfetch {after}: a backlog, sent up to {} (the catch-up window, {} s); the \
+             rest comes with the next fetches",
+            report.newest.unwrap_or(after),
+            cfg.catchup_seconds()
+        );
+    }
     // The reply went out whole: the master has every sample up to the newest sent.
     spool.record_cursor(report.newest.map_or(after, |n| n.max(after)));
     log_info!(

@@ -17,6 +17,8 @@ pub enum Level {
     Error = 3,
     /// Something is wrong but we went on.
     Warning = 4,
+    /// What a sysadmin reads by default: a start, a reload, a recovery, a cut reply.
+    Notice = 5,
     /// What a sysadmin may want to see with `--verbose`.
     Info = 6,
     /// Protocol traces, with `--debug`.
@@ -28,6 +30,7 @@ impl Level {
         match self {
             Level::Error => "error",
             Level::Warning => "warning",
+            Level::Notice => "notice",
             Level::Info => "info",
             Level::Debug => "debug",
         }
@@ -72,6 +75,8 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     if level > l.max {
         return;
     }
+    let text = args.to_string();
+    let args = without_os_error(&text);
     match l.target {
         Target::Stderr => {
             let _ = writeln!(
@@ -130,9 +135,33 @@ impl LogOpts {
         } else if self.verbose {
             Level::Info
         } else {
-            Level::Warning
+            Level::Notice
         }
     }
+}
+
+/// A message without the ` (os error N)` that `io::Error` adds: the text before it says
+/// the same to a sysadmin.
+fn without_os_error(text: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = " (os error ";
+    if !text.contains(MARK) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let tail = &rest[at + MARK.len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + MARK.len()]);
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Bytes from a peer or a file, quoted and escaped for a log line.
@@ -158,6 +187,9 @@ macro_rules! log_error { ($($t:tt)*) => { $crate::util::log::log($crate::util::l
 /// Logs a warning.
 #[macro_export]
 macro_rules! log_warn { ($($t:tt)*) => { $crate::util::log::log($crate::util::log::Level::Warning, format_args!($($t)*)) } }
+/// Logs a notice, shown by default.
+#[macro_export]
+macro_rules! log_notice { ($($t:tt)*) => { $crate::util::log::log($crate::util::log::Level::Notice, format_args!($($t)*)) } }
 /// Logs what `--verbose` shows.
 #[macro_export]
 macro_rules! log_info { ($($t:tt)*) => { $crate::util::log::log($crate::util::log::Level::Info, format_args!($($t)*)) } }
@@ -168,6 +200,24 @@ macro_rules! log_debug { ($($t:tt)*) => { $crate::util::log::log($crate::util::l
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_error_numbers_are_left_out() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let text = format!("cannot open /x: {e}");
+        assert!(text.ends_with("(os error 2)"), "{text}");
+        assert_eq!(
+            without_os_error(&text),
+            "cannot open /x: No such file or directory"
+        );
+        assert_eq!(
+            without_os_error("a (os error 28) and b (os error 13), c"),
+            "a and b, c"
+        );
+        // Not an os error number: kept.
+        assert_eq!(without_os_error("x (os error y)"), "x (os error y)");
+        assert_eq!(without_os_error("plain"), "plain");
+    }
 
     #[test]
     fn quoting_escapes_and_bounds() {
