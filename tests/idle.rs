@@ -52,6 +52,28 @@ fn activity(pid: u32) -> (u64, u64) {
     (syscw, switches)
 }
 
+/// munin-asyncd on a node of two daily plugins, `--update-rate 86400` (a daily health
+/// sample too), once both are spooled: nothing is due for hours. Its spool and log are
+/// `spool` and `asyncd.log` in the directory returned.
+fn daily_daemon() -> (TempDir, Running) {
+    let port = node(86_400, Arc::new(AtomicBool::new(false)));
+    let work = tempdir();
+    let spool = work.path().join("spool");
+    let log = work.path().join("asyncd.log");
+    let d = start_daemon(
+        &format!("127.0.0.1:{port}"),
+        &spool,
+        &log,
+        &["--update-rate", "86400"],
+    );
+    wait_spooled(
+        &[(&spool, "a"), (&spool, "b")],
+        &log,
+        Duration::from_secs(20),
+    );
+    (work, d)
+}
+
 fn complete_until(spool: &Path) -> u64 {
     let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
     meta.lines()
@@ -71,21 +93,9 @@ fn now() -> u64 {
 fn an_idle_daemon_writes_nothing_and_sleeps_for_30_seconds() {
     // Daily plugins and a daily health sample: once the first round is in, nothing is due
     // for hours (unless the test runs across midnight UTC, which it checks).
-    let port = node(86_400, Arc::new(AtomicBool::new(false)));
-    let work = tempdir();
+    let (work, d) = daily_daemon();
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
-    let d = start_daemon(
-        &format!("127.0.0.1:{port}"),
-        &spool,
-        &log,
-        &["--update-rate", "86400"],
-    );
-    wait_spooled(
-        &[(&spool, "a"), (&spool, "b")],
-        &log,
-        Duration::from_secs(20),
-    );
     // The last SPOOL-META of the round (at most a second after the one before).
     eventually(
         Duration::from_secs(10),
@@ -172,21 +182,7 @@ fn a_plugin_added_and_a_reload_while_idle_is_spooled_after_the_promise() {
 
 #[test]
 fn a_stop_signal_ends_an_idle_daemon_at_once() {
-    let port = node(86_400, Arc::new(AtomicBool::new(false)));
-    let work = tempdir();
-    let spool = work.path().join("spool");
-    let log = work.path().join("asyncd.log");
-    let mut d = start_daemon(
-        &format!("127.0.0.1:{port}"),
-        &spool,
-        &log,
-        &["--update-rate", "86400"],
-    );
-    wait_spooled(
-        &[(&spool, "a"), (&spool, "b")],
-        &log,
-        Duration::from_secs(20),
-    );
+    let (_work, mut d) = daily_daemon();
     thread::sleep(Duration::from_secs(2));
     stop_within(
         &mut d,
