@@ -40,6 +40,7 @@ check "no munin-async user" sh -c "getent passwd munin-async >/dev/null"
 check "the spool is not the user's" [ "$(stat -c %U:%a /var/lib/munin-async)" = "munin-async:750" ]
 check "the init script is not ours" grep -q "For hosts without systemd" /etc/init.d/munin-async
 for f in /usr/share/man/man8/munin-async.8.gz /usr/share/man/man8/munin-asyncd.8.gz \
+    /usr/share/man/man5/munin-asyncd.conf.5.gz \
     /usr/share/bash-completion/completions/munin-asyncd \
     /usr/share/doc/munin-async-rs/examples/munin-asyncd.conf; do
     check "$f is missing" [ -s "$f" ]

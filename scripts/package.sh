@@ -42,6 +42,8 @@ for p in munin-async munin-asyncd; do
     install -D -m 0644 "completions/_$p" "$stage/usr/share/zsh/vendor-completions/_$p"
     install -D -m 0644 "completions/$p.fish" "$stage/usr/share/fish/vendor_completions.d/$p.fish"
 done
+install -D -m 0644 man/munin-asyncd.conf.5 "$stage/usr/share/man/man5/munin-asyncd.conf.5"
+gzip -9n "$stage/usr/share/man/man5/munin-asyncd.conf.5"
 doc="$stage/usr/share/doc/$name"
 install -D -m 0644 packaging/munin-asyncd.conf.example "$doc/examples/munin-asyncd.conf"
 install -m 0644 README.md "$doc/README.md"

@@ -10,15 +10,24 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use munin_async::asyncd::cli::AsyncdOpts;
 use munin_async::serve::cli::AsyncOpts;
+use munin_async::util::exit;
 
-fn man(cmd: clap::Command) -> Vec<u8> {
+/// The page clap renders from the options, then FILES, EXIT STATUS, EXAMPLES and SEE ALSO
+/// from `packaging/man/NAME.8.tail` (checked against the options below).
+fn man(cmd: clap::Command, name: &str) -> Vec<u8> {
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd)
         .section("8")
         .manual("munin-async in Rust")
         .render(&mut out)
         .unwrap();
+    out.extend(tail(name).into_bytes());
     out
+}
+
+fn tail(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("packaging/man/{name}.8.tail"));
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn completion(shell: Shell, mut cmd: clap::Command, name: &str) -> Vec<u8> {
@@ -34,7 +43,10 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
         ("munin-async", AsyncOpts::command()),
         ("munin-asyncd", AsyncdOpts::command()),
     ] {
-        files.push((PathBuf::from(format!("man/{name}.8")), man(cmd.clone())));
+        files.push((
+            PathBuf::from(format!("man/{name}.8")),
+            man(cmd.clone(), name),
+        ));
         for (shell, file) in [
             (Shell::Bash, format!("completions/{name}.bash")),
             (Shell::Zsh, format!("completions/_{name}")),
@@ -65,6 +77,17 @@ fn manual_pages_and_completions_are_generated_from_the_options() {
         "out of date: {} (run UPDATE_GENERATED=1 cargo test --test tests generated)",
         stale.join(", ")
     );
+    // The configuration file's page, as written.
+    let conf = root.join("packaging/man/munin-asyncd.conf.5");
+    if update {
+        fs::copy(&conf, root.join("man/munin-asyncd.conf.5")).unwrap();
+    } else {
+        assert_eq!(
+            fs::read(root.join("man/munin-asyncd.conf.5")).ok(),
+            fs::read(&conf).ok(),
+            "man/munin-asyncd.conf.5 is out of date"
+        );
+    }
     // The pages hold every long option --help shows.
     for (name, cmd, page) in [
         ("munin-async", AsyncOpts::command(), "man/munin-async.8"),
@@ -78,6 +101,35 @@ fn manual_pages_and_completions_are_generated_from_the_options() {
                     "{name}: --{long} is not in {page}"
                 );
             }
+        }
+        // What the added sections say cannot drift from the options: every option they
+        // name exists, and EXIT STATUS lists the codes the programs use.
+        let longs: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        let added = tail(name);
+        for word in added.split(|c: char| !(c.is_ascii_alphanumeric() || c == '\\' || c == '-')) {
+            if let Some(opt) = word.strip_prefix("\\-\\-") {
+                let opt = opt.replace("\\-", "-");
+                assert!(
+                    longs.contains(&opt),
+                    "{page} names --{opt}, which {name} lacks"
+                );
+            }
+        }
+        for section in ["FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"] {
+            assert!(
+                added.contains(&format!(".SH {section}\n")),
+                "{page}: no {section}"
+            );
+        }
+        let exit = &added[added.find(".SH EXIT STATUS").unwrap()..];
+        for code in [exit::OK, exit::FAILURE, exit::USAGE] {
+            assert!(
+                exit.contains(&format!(".TP\n{code}\n")),
+                "{page}: exit status {code}"
+            );
         }
     }
 }
