@@ -976,6 +976,16 @@ impl Coordinator<'_> {
     /// with nothing in flight, every sample up to `now` is in, and a restart takes none at
     /// or before it, see `floor`).
     fn publish(&mut self, now: u64, force: bool) {
+        // Within a second of the last write nothing is written: look again then (at
+        // worst to find nothing new) rather than work out now what there would be.
+        if !force
+            && self
+                .published
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            self.publish_pending = true;
+            return;
+        }
         let next_due = [
             self.schedule.next_due(),
             Some(self.next_health),
@@ -1008,19 +1018,10 @@ impl Coordinator<'_> {
             let changed = spool.dirty || (listed && spool.said != Some(complete));
             news.push((complete, force || changed));
         }
-        if !news.iter().any(|(_, n)| *n) {
-            self.publish_pending = false;
-            return;
-        }
-        if !force
-            && self
-                .published
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            self.publish_pending = true;
-            return;
-        }
         self.publish_pending = false;
+        if !news.iter().any(|(_, n)| *n) {
+            return;
+        }
         let mut wrote = false;
         for (i, spool) in self.spools.iter_mut().enumerate() {
             let (complete, news) = news[i];
