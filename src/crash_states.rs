@@ -574,7 +574,7 @@ pub(crate) fn explore(r: &Recorded, budget: u64, seed: u64) -> Report {
 type Seen = (String, u64, Vec<u8>);
 
 /// Every record munin-async's reader accepts in `dir`, whatever SPOOL-META says.
-fn accepted(dir: &Path) -> Result<Vec<Seen>, String> {
+pub(crate) fn accepted(dir: &Path) -> Result<Vec<Seen>, String> {
     struct Collect<'a> {
         service: &'a str,
         out: &'a mut Vec<Seen>,
@@ -621,7 +621,7 @@ fn accepted(dir: &Path) -> Result<Vec<Seen>, String> {
 }
 
 /// The (graph, time) pairs a `spoolfetch 0` session serves from `dir`.
-fn served(dir: &Path) -> Result<BTreeSet<(String, u64)>, String> {
+pub(crate) fn served(dir: &Path) -> Result<BTreeSet<(String, u64)>, String> {
     let spool = Spool::open(dir).map_err(|e| e.to_string())?;
     let cfg = SessionConfig {
         hostname: "x".into(),

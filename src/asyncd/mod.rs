@@ -8,10 +8,15 @@
 //! SIGTERM, SIGINT and SIGHUP into flags, wakes the sleeping loops, and talks to systemd.
 
 pub mod cli;
+pub(crate) mod coordinator;
 pub mod daemon;
+pub(crate) mod env;
 pub(crate) mod fanout;
 pub(crate) mod health;
+#[cfg(test)]
+mod in_process;
 pub(crate) mod node;
+pub(crate) mod poll;
 pub(crate) mod schedule;
 pub mod signals;
 pub(crate) mod watermark;

@@ -1,0 +1,911 @@
+//! One munin-node's loop, as a state machine the daemon's one driving thread turns
+//! ([`crate::asyncd::daemon`]): it reads the plugin list, hands each plugin's due polls
+//! to the shared [`workers`](crate::asyncd::workers) up to `--connections` at once
+//! (longest first, more while they hang), takes in what the polls report, spools the
+//! daemon's health, publishes SPOOL-META with `complete_until` ([`watermark`]), and
+//! cleans old spool files.
+//!
+//! It reads the time, the stop and reload requests and systemd only through its [`Env`],
+//! so a test turns it in-process on a clock it moves by hand.
+//!
+//! munin-node's own node (the one its greeting names) spools into the spool directory
+//! itself (Debian's layout); each virtual node it serves besides (`nodes`) spools into a
+//! subdirectory named after it. munin-node down at start or later is retried with backoff
+//! and logged once per change; the daemon never exits for it.
+
+use std::cmp::Reverse;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use crate::asyncd::cli::DaemonConfig;
+use crate::asyncd::daemon::{is_own_node, open_spool, valid_node_name, NodeSpool};
+use crate::asyncd::env::Env;
+use crate::asyncd::health::{parse_cursor, Dropped, Health, Outcome, PLUGIN};
+use crate::asyncd::node::{NodeConn, NodeError};
+use crate::asyncd::poll::{run_job, Done, Job, PollError};
+use crate::asyncd::schedule::{next_slot, Schedule};
+use crate::asyncd::watermark;
+use crate::asyncd::workers::{NodeLink, Workers};
+use crate::spool::meta::key;
+use crate::spool::names::sanitise;
+use crate::spool::writer::record_body;
+use crate::spool::Spool;
+use crate::spool::CURSOR_FILE;
+use crate::util::log::Quoted;
+use crate::{log_debug, log_error, log_info, log_notice, log_warn};
+
+/// How often old spool files are looked for.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+/// How often the plugin list is read again.
+const RELIST_EVERY: Duration = Duration::from_secs(3600);
+/// The longest plugin name spooled: its file name must stay under the usual 255 bytes.
+const MAX_PLUGIN_NAME: usize = 200;
+/// A request running this long holds its connection as if hung: when every poll under way
+/// has run so long and polls wait, more may go out at once (see `Coordinator::grow`).
+const STUCK: Duration = Duration::from_secs(3);
+
+/// What reading the plugin list gives: munin-node's host name, and each node's plugins
+/// (one node named "" when munin-node serves only its own).
+pub(crate) type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeError>;
+
+/// What wakes the driving loop for a node: a poll done, the plugin list read, or (for
+/// the loop itself) a signal.
+pub(crate) enum Event {
+    Done(Done),
+    Listed(ListResult),
+    Wake,
+}
+
+/// Where a worker reports to: the driving loop's channel, tagged with the node.
+#[derive(Clone)]
+pub(crate) struct Reply {
+    pub(crate) node: usize,
+    pub(crate) tx: Sender<(usize, Event)>,
+}
+
+impl Reply {
+    /// Sends `event` for this node (nothing when the loop is gone).
+    pub(crate) fn send(&self, event: Event) {
+        let _ = self.tx.send((self.node, event));
+    }
+}
+
+struct Plugin {
+    /// Index into the coordinator's spools.
+    spool: usize,
+    name: String,
+    rate: u64,
+    listed: bool,
+    /// In the schedule or in flight.
+    scheduled: bool,
+    failing: bool,
+    last: Option<u64>,
+    /// How long its last poll took (None before the first): the longest go out first.
+    took: Option<Duration>,
+}
+
+/// One munin-node's state.
+pub(crate) struct Coordinator<'a> {
+    cfg: &'a DaemonConfig,
+    env: Env,
+    /// The workers all nodes share.
+    workers: &'a Workers,
+    /// This munin-node, and its idle connections.
+    link: Arc<NodeLink>,
+    /// Where polls and the listing report.
+    reply: Reply,
+    /// How many polls may be under way at once: `--connections`, more while they hang.
+    allowed: usize,
+    /// Polls due but waiting for one under way to end, longest first.
+    held: Vec<(usize, u64)>,
+    /// The daemon's own counters, spooled as the `munin_asyncd` plugin.
+    health: Health,
+    /// When the next health sample is due, and the time of the last.
+    next_health: u64,
+    last_health: u64,
+    schedule: Schedule,
+    plugins: Vec<Plugin>,
+    /// (spool, plugin name) → plugin id.
+    by_name: BTreeMap<(usize, String), usize>,
+    /// The spools, the spool directory itself first.
+    spools: Vec<NodeSpool>,
+    /// Plugin id → when its request was handed out (seconds since the epoch, and as an
+    /// instant, to tell a hung one).
+    in_flight: BTreeMap<usize, (u64, Instant)>,
+    /// Whether munin-node answered last time (None before the first try).
+    node_up: Option<bool>,
+    /// Since when munin-node cannot be reached (for the notice when it is back).
+    down_since: Option<Instant>,
+    /// When SPOOL-META files were last written.
+    published: Option<Instant>,
+    /// A plugin vanished: read the list again soon.
+    relist_soon: bool,
+    /// Plugins refused (name too long, or sanitising like another), logged once.
+    refused: BTreeSet<(usize, String)>,
+    /// The plugin list is being read, on a worker: a munin-node that accepts but does not
+    /// answer must not stall the polls or the reaction to SIGTERM.
+    listing: bool,
+    /// When the list is next read, and the wait before the next try while munin-node
+    /// does not answer.
+    next_list: Instant,
+    backoff: Duration,
+    /// When old spool files are next looked for.
+    next_cleanup: Instant,
+    /// SPOOL-META has something new to say, held back by the once-a-second limit.
+    publish_pending: bool,
+    /// A SIGHUP's reload is under way: systemd hears READY=1 once the list is read.
+    reloading: bool,
+    /// When the plugin list is next read (now while it is being read), in seconds since
+    /// the epoch: plugins it finds are polled at once, so nothing is promised beyond it.
+    next_list_at: u64,
+}
+
+impl<'a> Coordinator<'a> {
+    /// A node's loop, polling into `root` (its spool, opened); it reports to `reply`.
+    pub(crate) fn new(
+        cfg: &'a DaemonConfig,
+        root: NodeSpool,
+        workers: &'a Workers,
+        env: Env,
+        reply: Reply,
+        keep_idle: usize,
+    ) -> Coordinator<'a> {
+        let now = env.now();
+        Coordinator {
+            cfg,
+            workers,
+            link: Arc::new(NodeLink::new(
+                &cfg.host,
+                cfg.request_timeout,
+                keep_idle,
+                cfg.default_rate,
+            )),
+            reply,
+            allowed: cfg.connections.max(1),
+            held: Vec::new(),
+            schedule: Schedule::new(),
+            plugins: Vec::new(),
+            by_name: BTreeMap::new(),
+            spools: vec![root],
+            in_flight: BTreeMap::new(),
+            node_up: None,
+            down_since: None,
+            published: None,
+            relist_soon: false,
+            refused: BTreeSet::new(),
+            listing: false,
+            next_list: now,
+            backoff: Duration::from_secs(1),
+            next_cleanup: now,
+            publish_pending: false,
+            reloading: false,
+            next_list_at: 0,
+            health: Health::default(),
+            // The first after a whole period, so that it has something to say.
+            next_health: env.unix() + cfg.default_rate,
+            last_health: 0,
+            env,
+        }
+    }
+
+    /// A SIGHUP: the plugin list is read again at the next turn.
+    pub(crate) fn reload(&mut self) {
+        log_notice!("SIGHUP: reading the plugin list again");
+        self.env
+            .notify("RELOADING=1\nSTATUS=reading the plugin list again");
+        self.reloading = true;
+        self.next_list = self.env.now();
+    }
+
+    /// Does what is due: reads the list, hands out due polls, spools the health sample,
+    /// publishes SPOOL-META, cleans up. Says when it next has something to do (unless an
+    /// event comes first).
+    pub(crate) fn turn(&mut self) -> Instant {
+        if std::mem::take(&mut self.relist_soon) {
+            self.next_list = self.next_list.min(self.env.now() + Duration::from_secs(5));
+        }
+        if !self.listing && self.env.now() >= self.next_list {
+            self.start_listing();
+            self.listing = true;
+        }
+        let now = self.env.unix();
+        self.dispatch(now);
+        self.grow();
+        self.send_held(now);
+        if now >= self.next_health {
+            self.next_health = next_slot(now, self.cfg.default_rate);
+            self.spool_health(now);
+        }
+        self.next_list_at = if self.listing {
+            now
+        } else {
+            now.saturating_add(
+                self.next_list
+                    .saturating_duration_since(self.env.now())
+                    .as_secs(),
+            )
+        };
+        self.publish(now, false);
+        if self.cfg.cleanup && self.env.now() >= self.next_cleanup {
+            self.next_cleanup = self.env.now() + CLEANUP_EVERY;
+            self.cleanup(now);
+        }
+        self.next_wake()
+    }
+
+    /// When something is next due: a poll, the health sample, the list, cleanup,
+    /// SPOOL-META held back by its once-a-second limit, a look at polls under way that
+    /// may hang while others wait. Polls done and the list read come as events.
+    fn next_wake(&self) -> Instant {
+        let mut wake = if self.listing {
+            // Comes as an event.
+            self.env.now() + RELIST_EVERY
+        } else {
+            self.next_list
+        };
+        if self.cfg.cleanup {
+            wake = wake.min(self.next_cleanup);
+        }
+        if !self.held.is_empty() {
+            if let Some(oldest) = self.in_flight.values().map(|(_, at)| *at).min() {
+                wake = wake.min(oldest + STUCK + Duration::from_millis(10));
+            }
+        }
+        if self.publish_pending {
+            if let Some(at) = self.published {
+                wake = wake.min(at + Duration::from_secs(1));
+            }
+        }
+        let (now, unix) = (self.env.now(), self.env.unix());
+        for t in [self.schedule.next_due(), Some(self.next_health)]
+            .into_iter()
+            .flatten()
+        {
+            // On the second it is due: the unix clock turns to `t` within a second.
+            let left = if t > unix {
+                let at = UNIX_EPOCH + Duration::from_secs(t);
+                let wall = self.env.clock.wall();
+                at.duration_since(wall).unwrap_or(Duration::ZERO)
+            } else {
+                Duration::ZERO
+            };
+            wake = wake.min(now + left);
+        }
+        wake
+    }
+
+    /// How many polls are under way.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether polls or the list are under way or waiting to go out.
+    #[cfg(test)]
+    pub(crate) fn busy(&self) -> bool {
+        self.listing || !self.in_flight.is_empty() || !self.held.is_empty()
+    }
+
+    /// At the stop, once polls under way have landed or been given up: publishes what is
+    /// complete (with nothing in flight, every sample up to now; a restart takes none at
+    /// or before it, see `floor`).
+    pub(crate) fn finish(&mut self) {
+        if !self.in_flight.is_empty() {
+            log_info!(
+                "{}: {} poll(s) still under way abandoned",
+                self.cfg.host,
+                self.in_flight.len()
+            );
+        }
+        self.publish(self.env.unix(), true);
+    }
+
+    /// Takes in one event.
+    pub(crate) fn handle(&mut self, event: Event) {
+        match event {
+            Event::Done(done) => self.finished(done),
+            Event::Listed(result) => {
+                self.listing = false;
+                let ok = self.listed(result);
+                if std::mem::take(&mut self.reloading) {
+                    // The reload is over, whether munin-node answered or not (then it is
+                    // retried, and the status says so).
+                    self.env.notify("READY=1");
+                }
+                if ok {
+                    self.backoff = Duration::from_secs(1);
+                    self.next_list = self.env.now() + RELIST_EVERY;
+                } else {
+                    self.next_list = self.env.now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+                }
+            }
+            Event::Wake => {}
+        }
+    }
+
+    /// Hands the plugins due at `now` to the workers, longest first. A plugin that may
+    /// not go out yet (its sample would not be newer than what SPOOL-META promised, see
+    /// [`watermark`]) is put back for the second it may.
+    fn dispatch(&mut self, now: u64) {
+        let mut due = Vec::new();
+        while let Some((id, slot)) = self.schedule.pop_due(now) {
+            let p = &mut self.plugins[id];
+            if !p.listed {
+                // Dropped from munin-node's list: leave the schedule.
+                self.schedule.remove(id);
+                p.scheduled = false;
+                continue;
+            }
+            let spool = &self.spools[p.spool];
+            let not_before = watermark::not_before(p.last, spool.floor, spool.said);
+            if not_before > now {
+                self.schedule.retry_at(id, not_before);
+                continue;
+            }
+            due.push((id, slot));
+        }
+        longest_first(&mut due, |id| self.plugins[id].took);
+        self.held.extend(due);
+    }
+
+    /// Sends held polls to the workers while fewer than `allowed` are under way.
+    fn send_held(&mut self, now: u64) {
+        let room = self.allowed.saturating_sub(self.in_flight.len());
+        let n = room.min(self.held.len());
+        for (id, slot) in self.held.drain(..n).collect::<Vec<_>>() {
+            let p = &self.plugins[id];
+            let spool = &self.spools[p.spool];
+            let job = Job {
+                id,
+                plugin: p.name.clone(),
+                slot,
+                not_before: watermark::not_before(p.last, spool.floor, spool.said),
+                writer: spool.writer.clone(),
+            };
+            self.in_flight.insert(id, (now, self.env.now()));
+            let (link, env, reply) = (self.link.clone(), self.env.clone(), self.reply.clone());
+            self.workers
+                .run(Box::new(move || run_job(job, &link, &env, &reply)));
+        }
+    }
+
+    /// When every poll under way has run past `STUCK` (hung plugins, most likely) and
+    /// others wait, lets that many more go out at once, up to four times
+    /// `--connections`; back to `--connections` once nothing waits.
+    fn grow(&mut self) {
+        let base = self.cfg.connections.max(1);
+        if self.held.is_empty() {
+            if self.in_flight.len() <= base {
+                self.allowed = base;
+            }
+            return;
+        }
+        let all_stuck = !self.in_flight.is_empty()
+            && self
+                .in_flight
+                .values()
+                .all(|(_, at)| self.env.now().saturating_duration_since(*at) > STUCK);
+        let room = (base * 4).saturating_sub(self.allowed);
+        if !all_stuck || room == 0 {
+            return;
+        }
+        let more = self.held.len().min(room);
+        self.allowed += more;
+        log_warn!(
+            "every connection to munin-node is held by a request running over {} s \
+             (a hung plugin?) and {} poll(s) wait: {more} more opened, {} in all",
+            STUCK.as_secs(),
+            self.held.len(),
+            self.allowed
+        );
+    }
+
+    /// Starts reading the plugin list, on a worker.
+    fn start_listing(&self) {
+        let tx = self.reply.clone();
+        let (host, timeout) = (self.cfg.host.clone(), self.cfg.request_timeout);
+        self.workers.run(Box::new(move || {
+            let result = (|| {
+                let mut conn = NodeConn::connect(&host, timeout)?;
+                conn.cap("multigraph dirtyconfig")?;
+                let nodes = conn.nodes()?;
+                // munin-node's own node (the one its greeting names, what `list` without a
+                // node returns) spools into the spool directory itself, as Perl's 2.0
+                // munin-asyncd does: the forced command every site has keeps serving it.
+                // Each other (virtual) node gets a subdirectory.
+                let mut lists = vec![(String::new(), conn.list("")?)];
+                for node in nodes {
+                    if is_own_node(&node, &conn.hostname) {
+                        continue;
+                    }
+                    if valid_node_name(&node) {
+                        let plugins = conn.list(&node)?;
+                        lists.push((node, plugins));
+                    } else {
+                        log_error!(
+                            "virtual node {} cannot name a spool directory; not spooled",
+                            Quoted(node.as_bytes())
+                        );
+                    }
+                }
+                let hostname = conn.hostname.clone();
+                conn.quit();
+                Ok((hostname, lists))
+            })();
+            tx.send(Event::Listed(result));
+        }));
+    }
+
+    /// The index of a node's spool, opened (and repaired) the first time.
+    fn spool_for(&mut self, node: &str) -> Option<usize> {
+        if let Some(i) = self.spools.iter().position(|s| s.node == node) {
+            return Some(i);
+        }
+        match open_spool(
+            &self.cfg.spooldir.join(node),
+            node,
+            self.cfg.interval,
+            self.cfg.durability,
+        ) {
+            Ok(s) => {
+                self.spools.push(s);
+                Some(self.spools.len() - 1)
+            }
+            Err(e) => {
+                log_error!("{e}; virtual node {node} is not spooled");
+                None
+            }
+        }
+    }
+
+    /// Takes in a plugin list; `false` when munin-node could not be asked.
+    fn listed(&mut self, result: ListResult) -> bool {
+        let (hostname, lists) = match result {
+            Ok(found) => found,
+            Err(e) => {
+                self.down_since.get_or_insert(self.env.now());
+                if self.node_up != Some(false) {
+                    log_error!("{e}; retrying until it answers");
+                    self.env.notify(&format!(
+                        "STATUS=munin-node at {} does not answer; retrying",
+                        self.cfg.host
+                    ));
+                }
+                self.node_up = Some(false);
+                return false;
+            }
+        };
+        let total: usize = lists.iter().map(|(_, p)| p.len()).sum();
+        let back = self
+            .down_since
+            .take()
+            .map(|t| {
+                format!(
+                    " (back after {} s)",
+                    self.env.now().saturating_duration_since(t).as_secs()
+                )
+            })
+            .unwrap_or_default();
+        if self.node_up != Some(true) {
+            log_notice!(
+                "munin-node at {} is up{back}: {} plugins on {} node(s)",
+                self.cfg.host,
+                total,
+                lists.len()
+            );
+            self.env.notify(&format!(
+                "STATUS=spooling {total} plugins of {}",
+                self.cfg.host
+            ));
+        } else if self.reloading {
+            log_notice!(
+                "reload: {} plugins on {} node(s) at {}",
+                total,
+                lists.len(),
+                self.cfg.host
+            );
+        }
+        self.node_up = Some(true);
+        if !hostname.is_empty() {
+            self.spools[0].hostname = hostname;
+        }
+        for p in &mut self.plugins {
+            p.listed = false;
+        }
+        for (node, names) in lists {
+            if let Some(spool) = self.spool_for(&node) {
+                self.update_plugins(spool, &names);
+            }
+        }
+        true
+    }
+
+    fn update_plugins(&mut self, spool: usize, list: &[String]) {
+        let now = self.env.unix();
+        let list = self.spoolable(spool, list);
+        for name in &list {
+            let id = match self.by_name.get(&(spool, name.clone())) {
+                Some(&id) => id,
+                None => {
+                    let id = self.plugins.len();
+                    self.plugins.push(Plugin {
+                        spool,
+                        name: name.clone(),
+                        rate: self.cfg.default_rate,
+                        listed: false,
+                        scheduled: false,
+                        failing: false,
+                        last: self.spools[spool]
+                            .newest
+                            .get(&sanitise(name.as_bytes()))
+                            .copied(),
+                        took: self.spools[spool]
+                            .before
+                            .poll_ms(name)
+                            .map(Duration::from_millis),
+                    });
+                    self.by_name.insert((spool, name.clone()), id);
+                    log_debug!("new plugin {name}");
+                    id
+                }
+            };
+            let p = &mut self.plugins[id];
+            p.listed = true;
+            if !p.scheduled {
+                // First poll right away, then on the plugin's own slots.
+                self.schedule.add_due(id, p.rate, now);
+                p.scheduled = true;
+            }
+        }
+        if let Err(e) = self.spools[spool].writer.write_list(&list) {
+            log_error!("{e}");
+        }
+        self.spools[spool].dirty = true;
+    }
+
+    /// Spools the daemon's own health (see `health`) into the spool directory itself.
+    fn spool_health(&mut self, now: u64) {
+        let root = &self.spools[0];
+        if now <= self.last_health || now <= root.floor {
+            return;
+        }
+        let mut bytes = 0;
+        let mut lag: Option<u64> = None;
+        for spool in &self.spools {
+            let dir = spool.writer.dir();
+            if let Ok(s) = Spool::open(dir) {
+                for f in s.interval_files().unwrap_or_default() {
+                    bytes += s.size_of(&f);
+                }
+            }
+            let cursor = std::fs::read(dir.join(CURSOR_FILE))
+                .ok()
+                .and_then(|t| parse_cursor(&t));
+            if let Some(c) = cursor {
+                let l = now.saturating_sub(c);
+                lag = Some(lag.map_or(l, |m| m.max(l)));
+            }
+        }
+        let lines = self.health.output(self.cfg.default_rate, bytes, lag);
+        let mut body = Vec::new();
+        record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
+        match root.writer.append(PLUGIN, now, &body) {
+            Ok(()) => self.last_health = now,
+            Err(e) => log_debug!("{PLUGIN}: {e}"),
+        }
+    }
+
+    /// The plugins of a list that can be spooled: a name must fit in a file name, and two
+    /// names that sanitise alike (`if_eth0.1` and `if_eth0_1`) would share one spool file
+    /// and mix their data, so only the first in the list is spooled (and none that would
+    /// take the daemon's own `munin_asyncd`). Each refusal is logged once.
+    fn spoolable(&mut self, spool: usize, list: &[String]) -> Vec<String> {
+        // The daemon's own plugin has its file too.
+        let own = PLUGIN.to_string();
+        let mut files: BTreeMap<String, &String> = BTreeMap::from([(own.clone(), &own)]);
+        let mut ok = Vec::with_capacity(list.len());
+        for name in list {
+            let why = if name.is_empty() || name.len() > MAX_PLUGIN_NAME {
+                Some(format!(
+                    "a plugin name of {} bytes is not spooled (at most {MAX_PLUGIN_NAME})",
+                    name.len()
+                ))
+            } else {
+                match files.entry(sanitise(name.as_bytes())) {
+                    Entry::Occupied(first) => Some(format!(
+                        "plugin {} is not spooled: its spool file would be plugin {}'s ({})",
+                        Quoted(name.as_bytes()),
+                        Quoted(first.get().as_bytes()),
+                        first.key()
+                    )),
+                    Entry::Vacant(v) => {
+                        v.insert(name);
+                        None
+                    }
+                }
+            };
+            match why {
+                None => ok.push(name.clone()),
+                Some(why) => {
+                    if self.refused.insert((spool, name.clone())) {
+                        log_error!("{why}");
+                    }
+                }
+            }
+        }
+        ok
+    }
+
+    fn finished(&mut self, done: Done) {
+        let now = self.env.unix();
+        self.in_flight.remove(&done.id);
+        let outcome = match &done.result {
+            Ok(sample) if sample.empty => Some(Outcome::Empty),
+            Ok(_) => Some(Outcome::Written),
+            Err(PollError::Node(_)) => Some(Outcome::Dropped(Dropped::Node)),
+            Err(PollError::Plugin { .. } | PollError::Unknown) => {
+                Some(Outcome::Dropped(Dropped::Plugin))
+            }
+            Err(PollError::Write(_)) => Some(Outcome::Dropped(Dropped::Disk)),
+            Err(PollError::TooEarly { .. }) => Some(Outcome::Dropped(Dropped::Repeat)),
+            Err(PollError::Stopped) => None,
+        };
+        if let Some(outcome) = outcome {
+            self.health.poll(outcome, done.took);
+        }
+        let p = &mut self.plugins[done.id];
+        p.took = Some(done.took);
+        let retry = match &done.result {
+            Err(PollError::TooEarly { last }) => Some(last + 1),
+            _ => None,
+        };
+        match &done.result {
+            Err(PollError::Node(NodeError::Connect { .. })) => {
+                self.down_since.get_or_insert(self.env.now());
+            }
+            Ok(_) => {
+                if let Some(t) = self.down_since.take() {
+                    log_notice!(
+                        "munin-node at {} answers again after {} s",
+                        self.cfg.host,
+                        self.env.now().saturating_duration_since(t).as_secs()
+                    );
+                }
+            }
+            _ => {}
+        }
+        let p = &mut self.plugins[done.id];
+        match done.result {
+            Ok(sample) => {
+                if p.failing {
+                    log_info!("plugin {} answers again", p.name);
+                    p.failing = false;
+                }
+                p.last = Some(sample.time);
+                let rate = sample.rate.unwrap_or(self.cfg.default_rate);
+                if rate != p.rate {
+                    p.rate = rate;
+                    self.schedule.set_rate(done.id, rate);
+                }
+                self.spools[p.spool].dirty = true;
+            }
+            Err(e @ PollError::TooEarly { .. }) => {
+                // Expected after a restart within the second of the last sample.
+                log_info!("plugin {}: {e}", p.name);
+            }
+            Err(PollError::Stopped) => {}
+            Err(PollError::Unknown) => {
+                log_warn!(
+                    "plugin {} is gone from munin-node; reading the list again",
+                    p.name
+                );
+                p.listed = false;
+                self.relist_soon = true;
+            }
+            Err(e) => {
+                if !p.failing {
+                    log_warn!("plugin {}: {e}", p.name);
+                    p.failing = true;
+                }
+            }
+        }
+        let listed = self.plugins[done.id].listed;
+        if let (true, Some(t)) = (listed, retry) {
+            // Asked again the next second, not a whole (perhaps default) rate later.
+            self.schedule.retry_at(done.id, t);
+        } else if listed {
+            self.schedule.done(done.id, done.slot, now);
+        } else {
+            self.schedule.remove(done.id);
+            self.plugins[done.id].scheduled = false;
+        }
+    }
+
+    /// Rewrites each node's SPOOL-META when something changed, at most once a second
+    /// (with Durability::Record every write is synced), or now with `force` (at the stop:
+    /// with nothing in flight, every sample up to `now` is in, and a restart takes none at
+    /// or before it, see `floor`).
+    fn publish(&mut self, now: u64, force: bool) {
+        // Within a second of the last write nothing is written: look again then (at
+        // worst to find nothing new) rather than work out now what there would be.
+        if !force
+            && self.published.is_some_and(|at| {
+                self.env.now().saturating_duration_since(at) < Duration::from_secs(1)
+            })
+        {
+            self.publish_pending = true;
+            return;
+        }
+        let next_due = [
+            self.schedule.next_due(),
+            Some(self.next_health),
+            Some(self.next_list_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        // What each spool's SPOOL-META would say, and whether that is news.
+        let mut news = Vec::with_capacity(self.spools.len());
+        for (i, spool) in self.spools.iter().enumerate() {
+            let mine = self
+                .plugins
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.spool == i);
+            let oldest = mine
+                .clone()
+                .filter_map(|(id, _)| self.in_flight.get(&id).map(|(t, _)| *t))
+                .chain(
+                    // Held polls go out now at the earliest.
+                    self.held
+                        .iter()
+                        .filter(|(id, _)| self.plugins[*id].spool == i)
+                        .map(|_| now),
+                )
+                .min();
+            let complete = watermark::complete_until(oldest, next_due, now, spool.said, force);
+            let listed = mine.clone().any(|(_, p)| p.listed);
+            let changed = spool.dirty || (listed && spool.said != Some(complete));
+            news.push((complete, force || changed));
+        }
+        self.publish_pending = false;
+        if !news.iter().any(|(_, n)| *n) {
+            return;
+        }
+        let mut wrote = false;
+        for (i, spool) in self.spools.iter_mut().enumerate() {
+            let (complete, news) = news[i];
+            if !news {
+                continue;
+            }
+            let mine = self
+                .plugins
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.spool == i);
+            let mut pairs = vec![
+                (
+                    key::HOSTNAME.to_string(),
+                    if spool.hostname.is_empty() {
+                        "unknown".to_string()
+                    } else {
+                        spool.hostname.clone()
+                    },
+                ),
+                (
+                    key::INTERVAL_SIZE.to_string(),
+                    self.cfg.interval.to_string(),
+                ),
+                (key::INTERVAL_KEEP.to_string(), self.cfg.retain.to_string()),
+                (key::LAST_RUN_TIME.to_string(), now.to_string()),
+                (key::COMPLETE_UNTIL.to_string(), complete.to_string()),
+            ];
+            for (_, p) in mine.filter(|(_, p)| p.listed) {
+                pairs.push((key::plugin_rate(&p.name), p.rate.to_string()));
+                if let Some(took) = p.took {
+                    pairs.push((key::poll_ms(&p.name), took.as_millis().to_string()));
+                }
+                if let Some(t) = p.last {
+                    pairs.push((key::last_timestamp(&p.name), t.to_string()));
+                }
+            }
+            match spool.writer.write_meta(&pairs) {
+                Ok(()) => {
+                    if std::mem::take(&mut spool.meta_failing) {
+                        log_info!("{}: SPOOL-META written again", spool.writer.dir().display());
+                    }
+                    spool.said = Some(complete);
+                    spool.dirty = false;
+                    wrote = true;
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut spool.meta_failing, true) {
+                        log_error!(
+                            "{e}; munin-async keeps serving up to the last complete_until written"
+                        );
+                    }
+                }
+            }
+        }
+        if wrote {
+            self.published = Some(self.env.now());
+        }
+    }
+
+    fn cleanup(&self, now: u64) {
+        let max_age = self.cfg.interval.saturating_mul(self.cfg.retain);
+        for spool in &self.spools {
+            let dir = spool.writer.dir();
+            match spool.writer.cleanup(now, max_age) {
+                Ok(r) if r.removed > 0 => {
+                    log_info!(
+                        "cleanup of {}: {} old spool files removed",
+                        dir.display(),
+                        r.removed
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => log_error!("cleanup: {e}"),
+            }
+            let Some(max) = self.cfg.max_spool_bytes else {
+                continue;
+            };
+            match spool.writer.cap_size(now, max) {
+                Ok(r) => {
+                    if r.removed > 0 {
+                        log_warn!(
+                            "{} is over --max-spool-size ({max} bytes): dropped its {} oldest \
+                             files ({} bytes of samples a master may not have fetched)",
+                            dir.display(),
+                            r.removed,
+                            r.bytes
+                        );
+                    }
+                    if r.left > max {
+                        log_warn!(
+                            "{} holds {} bytes, over --max-spool-size ({max}), in files of the \
+                             current interval, which are kept: a shorter --interval helps",
+                            dir.display(),
+                            r.left
+                        );
+                    }
+                }
+                Err(e) => log_error!("size cap: {e}"),
+            }
+        }
+    }
+}
+
+/// Orders due polls: earliest slot first, then the plugins that took longest last time, so
+/// a slow one runs beside the quick ones instead of after them. Those never polled yet come
+/// first of all, in the order given. A round then lasts about as long as its slowest plugin.
+fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Duration>) {
+    due.sort_by_key(|&(id, slot)| (slot, Reverse(took(id).unwrap_or(Duration::MAX))));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_first;
+    use std::time::Duration;
+
+    #[test]
+    fn due_polls_go_out_longest_first_and_unknown_before_all() {
+        let took = |id: usize| match id {
+            0 => Some(Duration::from_millis(50)),
+            1 => Some(Duration::from_millis(1040)),
+            2 => None,
+            3 => Some(Duration::from_millis(60)),
+            _ => None,
+        };
+        let mut due = vec![(0, 100), (1, 100), (2, 100), (3, 100), (4, 100)];
+        longest_first(&mut due, took);
+        assert_eq!(due, vec![(2, 100), (4, 100), (1, 100), (3, 100), (0, 100)]);
+        // An earlier slot (a late plugin) still goes before a longer one.
+        let mut due = vec![(1, 105), (0, 100)];
+        longest_first(&mut due, took);
+        assert_eq!(due, vec![(0, 100), (1, 105)]);
+    }
+}

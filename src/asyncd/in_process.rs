@@ -1,0 +1,219 @@
+//! A node's loop run in-process against a fake munin-node on a clock the test moves:
+//! ten minutes of schedule in well under a second, with no process started and no sleep.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::asyncd::cli::{AsyncdOpts, DaemonConfig};
+use crate::asyncd::coordinator::{Coordinator, Event, Reply};
+use crate::asyncd::daemon::{drive, open_spool};
+use crate::asyncd::env::{Env, Fake};
+use crate::asyncd::workers::Workers;
+use crate::crash_states::{accepted, served};
+use crate::spool::meta::SpoolMeta;
+
+/// A whole hour: slots of every rate line up on it.
+const T0: u64 = 1_800_000_000;
+
+/// A munin-node on 127.0.0.1 serving `plugins` (read at each `list`): `fast` declares
+/// `update_rate 60`, the others none. Every connection has a thread; the port is returned.
+fn fake_munin_node(plugins: Arc<Mutex<Vec<String>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut out) = stream else { return };
+            let plugins = plugins.clone();
+            thread::spawn(move || {
+                let mut lines = BufReader::new(out.try_clone().unwrap());
+                let _ = out.write_all(b"# munin node at fake.example\n");
+                let mut line = String::new();
+                while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let answer = match words.as_slice() {
+                        ["cap", ..] => "cap multigraph dirtyconfig\n".to_string(),
+                        ["nodes"] => "fake.example\n.\n".to_string(),
+                        ["list", ..] => plugins.lock().unwrap().join(" ") + "\n",
+                        ["config", p] if plugins.lock().unwrap().iter().any(|q| q == p) => {
+                            let rate = if *p == "fast" { "update_rate 60\n" } else { "" };
+                            format!("graph_title {p}\n{rate}x.label x\n.\n")
+                        }
+                        ["fetch", _] => "x.value 1\n.\n".to_string(),
+                        ["quit"] => return,
+                        _ => "# Unknown service\n.\n".to_string(),
+                    };
+                    if out.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+fn config(port: u16, dir: &std::path::Path) -> DaemonConfig {
+    let host = format!("127.0.0.1:{port}");
+    let args = ["munin-asyncd", "--host", &host, "--spooldir"];
+    AsyncdOpts::try_parse_from(args.into_iter().chain(dir.to_str()))
+        .unwrap()
+        .into_configs()
+        .unwrap()
+        .remove(0)
+}
+
+/// Turns `node` as the driving loop does, moving the clock to each next wake while
+/// nothing is under way, until the clock reaches `end`. Says at which times it woke.
+fn run_until(
+    node: &mut Coordinator,
+    events: &Receiver<(usize, Event)>,
+    fake: &Fake,
+    env: &Env,
+    end: u64,
+) -> Vec<u64> {
+    let mut woke = Vec::new();
+    for _ in 0..10_000 {
+        let next = node.turn();
+        if node.busy() {
+            let (_, event) = events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a poll or the list came back within 10 s");
+            node.handle(event);
+            continue;
+        }
+        if next <= env.now() {
+            continue;
+        }
+        if env.unix() >= end {
+            return woke;
+        }
+        fake.advance_to(next);
+        woke.push(env.unix());
+    }
+    panic!("10 000 turns without reaching {end}");
+}
+
+/// The times of `service`'s records in the spool.
+fn times(dir: &std::path::Path, service: &str) -> Vec<u64> {
+    let mut t: Vec<u64> = accepted(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|(s, _, _)| s == service)
+        .map(|(_, t, _)| t)
+        .collect();
+    t.sort_unstable();
+    t
+}
+
+fn meta(dir: &std::path::Path) -> Vec<u8> {
+    std::fs::read(dir.join("SPOOL-META")).unwrap()
+}
+
+fn complete_until(dir: &std::path::Path) -> u64 {
+    SpoolMeta::parse(&meta(dir)).complete_until().unwrap()
+}
+
+#[test]
+fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
+    let plugins = Arc::new(Mutex::new(vec!["fast".to_string(), "slow".to_string()]));
+    let port = fake_munin_node(plugins.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(port, dir.path());
+    let (fake, env) = Fake::new(T0 + 5);
+    let workers = Workers::new(4);
+    let (tx, rx) = channel();
+    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
+    let reply = Reply { node: 0, tx };
+    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, 4);
+
+    // A second past the last slot, so SPOOL-META held back after it is written.
+    let woke = run_until(&mut node, &rx, &fake, &env, T0 + 601);
+
+    // Each plugin at once, then on its own slots: every minute, every five minutes.
+    let fast: Vec<u64> = [T0 + 5]
+        .into_iter()
+        .chain((1..=10).map(|m| T0 + 60 * m))
+        .collect();
+    assert_eq!(times(dir.path(), "fast"), fast);
+    assert_eq!(times(dir.path(), "slow"), [T0 + 5, T0 + 300, T0 + 600]);
+    // The daemon's health, a whole default period after the start, then on its slots.
+    assert_eq!(times(dir.path(), "munin_asyncd"), [T0 + 305, T0 + 600]);
+    // It woke for nothing but the slots, the health sample, and SPOOL-META held back
+    // (written at most once a second: a second after the start, and after the round at
+    // 300 where two polls came back within the second; 601 is the end of the run).
+    let want: Vec<u64> = [
+        6, 60, 120, 180, 240, 300, 301, 305, 360, 420, 480, 540, 600, 601,
+    ]
+    .iter()
+    .map(|s| T0 + s)
+    .collect();
+    assert_eq!(woke, want);
+    // Every sample is served, and the promise reaches to just before the next slot.
+    let served = served(dir.path()).unwrap();
+    assert_eq!(
+        served.iter().filter(|(g, _)| g == "fast").count(),
+        fast.len()
+    );
+    assert_eq!(complete_until(dir.path()), T0 + 659);
+
+    // Idle: turned again and again until just before the next slot, it writes nothing.
+    let before = meta(dir.path());
+    let next = node.turn();
+    fake.advance_to(next - Duration::from_millis(1));
+    for _ in 0..5 {
+        assert_eq!(node.turn(), next, "the next wake stays the slot");
+    }
+    assert_eq!(meta(dir.path()), before, "an idle node rewrote SPOOL-META");
+    assert!(!node.busy());
+
+    // A plugin added and a reload: polled as soon as the list is read, yet after
+    // everything promised already; systemd hears the reload begin and end.
+    plugins.lock().unwrap().push("added".to_string());
+    let promised = complete_until(dir.path());
+    node.reload();
+    run_until(&mut node, &rx, &fake, &env, T0 + 720);
+    let added = times(dir.path(), "added");
+    assert_eq!(added.first(), Some(&(promised + 1)), "{added:?}");
+    let told = fake.told.lock().unwrap().join("|");
+    assert!(
+        told.contains("RELOADING=1") && told.contains("READY=1"),
+        "{told}"
+    );
+
+    // A stop: the loop publishes what is complete, up to now and not beyond.
+    fake.stop.store(true, Ordering::SeqCst);
+    let now = env.unix();
+    drive(&mut [node], &rx, &env, None, || {});
+    assert_eq!(complete_until(dir.path()), now);
+    assert!(fake.told.lock().unwrap().iter().any(|s| s == "STOPPING=1"));
+}
+
+#[test]
+fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
+    let plugins = Arc::new(Mutex::new(vec!["slow".to_string()]));
+    let port = fake_munin_node(plugins);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(port, dir.path());
+    let (fake, env) = Fake::new(T0);
+    let workers = Workers::new(1);
+    let (tx, rx) = channel();
+    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
+    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), Reply { node: 0, tx }, 1);
+    // The list is read; then the stop comes before the poll starts.
+    node.turn();
+    let (_, listed) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    fake.stop.store(true, Ordering::SeqCst);
+    node.handle(listed);
+    node.turn();
+    drive(&mut [node], &rx, &env, None, || {});
+    assert!(times(dir.path(), "slow").is_empty());
+    assert_eq!(complete_until(dir.path()), T0);
+}

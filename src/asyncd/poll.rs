@@ -1,0 +1,240 @@
+//! One poll of one plugin, run on a worker: config, then fetch, spooled with the time its
+//! request was sent, and reported to the node's coordinator as a [`Done`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::asyncd::coordinator::{Event, Reply};
+use crate::asyncd::env::Env;
+use crate::asyncd::node::{NodeConn, NodeError};
+use crate::asyncd::schedule::rate_in_config;
+use crate::asyncd::workers::NodeLink;
+use crate::spool::names::sanitise;
+use crate::spool::record::is_value_line;
+use crate::spool::writer::{record_body, SpoolWriter, WriteError};
+use crate::util::log::Quoted;
+use crate::{log_debug, log_warn};
+
+/// The rate the master assumes for a plugin whose config declares none.
+const MASTER_DEFAULT_RATE: u64 = 300;
+
+/// A poll for a worker.
+pub(crate) struct Job {
+    pub(crate) id: usize,
+    pub(crate) plugin: String,
+    pub(crate) slot: u64,
+    /// The plugin's last sample is at this time minus one: a sample now must be later.
+    pub(crate) not_before: u64,
+    /// The spool of the plugin's node.
+    pub(crate) writer: Arc<SpoolWriter>,
+}
+
+/// What a worker reports.
+pub(crate) struct Done {
+    pub(crate) id: usize,
+    pub(crate) slot: u64,
+    /// How long the poll took.
+    pub(crate) took: Duration,
+    pub(crate) result: Result<Sample, PollError>,
+}
+
+/// A spooled sample.
+pub(crate) struct Sample {
+    pub(crate) time: u64,
+    pub(crate) rate: Option<u64>,
+    /// The fetch answered no value (nothing but `.`): the record holds the config only.
+    pub(crate) empty: bool,
+}
+
+/// Why a poll gave no sample.
+pub(crate) enum PollError {
+    Node(NodeError),
+    Write(WriteError),
+    Unknown,
+    /// munin-node answered, but with nothing to spool: a config of comments only (munin-node
+    /// says `# Bad exit` or `# Timeout` when the plugin failed), or a fetch of comments or
+    /// other lines but no value. (A fetch of nothing at all is spooled: see `Sample::empty`.)
+    Plugin {
+        request: &'static str,
+        said: String,
+    },
+    /// Not started: the daemon is stopping.
+    Stopped,
+    /// The plugin already has a sample at this second (a restart within the second of
+    /// the last sample, or a clock that went back): a second one would be refused by RRD.
+    TooEarly {
+        last: u64,
+    },
+}
+
+impl std::fmt::Display for PollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PollError::Node(e) => e.fmt(f),
+            PollError::Write(e) => e.fmt(f),
+            PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
+            PollError::Stopped => f.write_str("not polled: stopping"),
+            PollError::Plugin { request, said } => {
+                write!(f, "{request} gave nothing to spool ({said}); not spooled")
+            }
+            PollError::TooEarly { last } => write!(
+                f,
+                "skipped: samples up to {last} are spooled already (a restart within that second, or a clock gone back)"
+            ),
+        }
+    }
+}
+
+/// One poll, on a worker: with an idle connection of the node's or a new one, spooled,
+/// and reported to the node's coordinator.
+pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
+    let started = env.now();
+    let mut conn = None;
+    let result = if env.stopping() {
+        Err(PollError::Stopped)
+    } else if env.unix() < job.not_before {
+        Err(PollError::TooEarly {
+            last: job.not_before - 1,
+        })
+    } else {
+        conn = link.take();
+        poll(
+            link,
+            env,
+            &mut conn,
+            &job.writer,
+            &job.plugin,
+            job.not_before,
+        )
+    };
+    // After a node, write or plugin fault the connection may be in any state, or held by
+    // a munin-node process left over from before a restart: it is not kept.
+    if !matches!(
+        result,
+        Err(PollError::Node(_) | PollError::Write(_) | PollError::Plugin { .. })
+    ) {
+        if let Some(c) = conn {
+            link.give_back(c);
+        }
+    }
+    let report = Done {
+        id: job.id,
+        slot: job.slot,
+        took: env.now().saturating_duration_since(started),
+        result,
+    };
+    reply.send(Event::Done(report));
+}
+
+/// One sample of one plugin: config, then fetch unless config carried the values.
+fn poll(
+    link: &NodeLink,
+    env: &Env,
+    conn: &mut Option<NodeConn>,
+    writer: &SpoolWriter,
+    plugin: &str,
+    not_before: u64,
+) -> Result<Sample, PollError> {
+    if conn.is_none() {
+        let mut c = NodeConn::connect(&link.host, link.timeout).map_err(PollError::Node)?;
+        c.cap("multigraph dirtyconfig").map_err(PollError::Node)?;
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(PollError::Unknown);
+    };
+    let config_time = env.unix();
+    let config = c.config(plugin).map_err(PollError::Node)?;
+    if config
+        .first()
+        .is_some_and(|l| l.starts_with(b"# Unknown service"))
+    {
+        return Err(PollError::Unknown);
+    }
+    if config
+        .iter()
+        .all(|l| l.starts_with(b"#") || l.trim_ascii().is_empty())
+    {
+        return Err(PollError::Plugin {
+            request: "config",
+            said: comments(&config),
+        });
+    }
+    let dirty = config.iter().any(|l| is_value_line(l));
+    let (time, values) = if dirty {
+        (config_time, Vec::new())
+    } else {
+        let t = env.unix();
+        let values = c.fetch(plugin).map_err(PollError::Node)?;
+        if !values.iter().any(|l| is_value_line(l))
+            && values.iter().any(|l| !l.trim_ascii().is_empty())
+        {
+            // `# Bad exit`, `# Timeout`, or lines that are no values: a failure. A reply
+            // of nothing but `.` is an answer (see below).
+            return Err(PollError::Plugin {
+                request: "fetch",
+                said: comments(&values),
+            });
+        }
+        (t, values)
+    };
+    // A fetch that answered nothing at all (Debian's diskstats on its first run only
+    // records its state) is spooled as Perl does: the record carries the config, so the
+    // master learns the graph now, not a whole rate later.
+    let empty = !dirty && !values.iter().any(|l| is_value_line(l));
+    if time < not_before {
+        return Err(PollError::TooEarly {
+            last: not_before - 1,
+        });
+    }
+    let rate = rate_in_config(config.iter().map(Vec::as_slice)).map(|r| r.seconds);
+    let default_rate = format!("update_rate {}", link.default_rate).into_bytes();
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(config.len() + values.len() + 1);
+    let mut rest = config.iter().map(Vec::as_slice).peekable();
+    if rate.is_none() && link.default_rate != MASTER_DEFAULT_RATE {
+        // A config without update_rate is polled at --update-rate; when that is not the
+        // master's own default, the master must be told (as Munin's development branch
+        // does), after a leading multigraph line if there is one. Otherwise the config
+        // goes to the master as munin-node sent it.
+        if let Some(first) = rest.next_if(|l| l.starts_with(b"multigraph")) {
+            lines.push(first);
+        }
+        lines.push(&default_rate);
+    }
+    lines.extend(rest);
+    lines.extend(values.iter().map(Vec::as_slice));
+    let service = sanitise(plugin.as_bytes());
+    let mut body = Vec::new();
+    let dropped = record_body(&service, lines, &mut body);
+    if dropped > 0 {
+        log_warn!("plugin {plugin}: {dropped} line(s) that would read as a record header left out");
+    }
+    writer
+        .append(plugin, time, &body)
+        .map_err(PollError::Write)?;
+    log_debug!(
+        "spooled {plugin} at {time} ({} bytes{})",
+        body.len(),
+        if empty {
+            ", config only: the fetch gave no value"
+        } else {
+            ""
+        }
+    );
+    Ok(Sample { time, rate, empty })
+}
+
+/// What a failed reply said, for the log: its comment lines, or "nothing".
+fn comments(reply: &[Vec<u8>]) -> String {
+    let said: Vec<String> = reply
+        .iter()
+        .filter(|l| l.starts_with(b"#"))
+        .take(3)
+        .map(|l| Quoted(&l[..l.len().min(100)]).to_string())
+        .collect();
+    if said.is_empty() {
+        "nothing".to_string()
+    } else {
+        said.join(", ")
+    }
+}
