@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: one munin-asyncd polling a site's worth of munin-nodes (the "fanout").
 
-Starts one fake munin-node process (Python asyncio) listening on NODES loopback ports,
+Starts one fake munin-node process (examples/fake_munin_nodes.rs, one epoll thread) listening on NODES loopback ports,
 each node with PLUGINS plugins at update_rate RATE, and one munin-asyncd polling all of
 them from a configuration file (`--config`), one spool directory each. After a warm-up
 of two rates it measures, over SECONDS:
@@ -18,7 +18,7 @@ Targets (docs/benchmarks.md): 1000 nodes x 30 plugins at 60 s on at most 10% of 
 and 64 MiB, p99 lateness 2 s, every slot filled; idle: zero bytes written.
 
 Usage: bench/fanout.py [--nodes N] [--plugins P] [--rate S] [--seconds S] [--ours PATH]
-                       [--durability record|kernel]
+                       [--durability record|kernel] [--fake rust|python]
 (as root, for the descriptor limit)
 """
 import argparse, os, re, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -137,13 +137,22 @@ def main():
     ap.add_argument("--seconds", type=int, default=180)
     ap.add_argument("--ours", default=os.path.join(REPO, "target/release/munin-asyncd"))
     ap.add_argument("--durability", default="record", help="munin-asyncd's --durability")
+    ap.add_argument("--fake", choices=["rust", "python"], default="rust",
+                    help="the fake nodes: one epoll process (examples/fake_munin_nodes.rs) or "
+                         "Python asyncio (slower: it saturates a core while a round comes in)")
     a = ap.parse_args()
+    if a.fake == "rust":
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--example", "fake_munin_nodes"],
+                       cwd=REPO, check=True)
+        fake_cmd = [os.path.join(REPO, "target/release/examples/fake_munin_nodes")]
+    else:
+        fake_cmd = [sys.executable, "-c", FAKE]
     limit = a.nodes * 12 + 1024
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     work = tempfile.mkdtemp(prefix="fanout-bench.")
     base = free_base(a.nodes)
     fake_log = open(os.path.join(work, "fake.log"), "w")
-    fake = subprocess.Popen([sys.executable, "-c", FAKE, str(base), str(a.nodes), str(a.plugins), str(a.rate)],
+    fake = subprocess.Popen(fake_cmd + [str(base), str(a.nodes), str(a.plugins), str(a.rate)],
                             stdout=subprocess.PIPE, stderr=fake_log, text=True)
     if fake.stdout.readline().strip() != "ready":
         sys.exit("the fake node did not start")
@@ -168,7 +177,16 @@ def main():
         time.sleep(start - now)
         c0, f0 = cpu_ticks(d.pid), cpu_ticks(fake.pid)
         t0 = time.time()
-        time.sleep(a.seconds)
+        # Each second's CPU too: a round's polls all fall on one second, so the average
+        # hides a process that is saturated while they come in.
+        peak_d = peak_f = 0
+        last = (c0, f0)
+        for i in range(a.seconds):
+            time.sleep(max(0.0, t0 + i + 1 - time.time()))
+            now_ticks = (cpu_ticks(d.pid), cpu_ticks(fake.pid))
+            peak_d = max(peak_d, now_ticks[0] - last[0])
+            peak_f = max(peak_f, now_ticks[1] - last[1])
+            last = now_ticks
         c1, f1 = cpu_ticks(d.pid), cpu_ticks(fake.pid)
         elapsed = time.time() - t0
         end = start + a.seconds
@@ -191,9 +209,10 @@ def main():
         total = a.nodes * a.plugins * len(slots)
         lateness.sort()
         pct = lambda q: lateness[min(len(lateness) - 1, int(q * len(lateness)))] if lateness else float("nan")
-        print(f"munin-asyncd: CPU {100 * (c1 - c0) / TICK / elapsed:.1f}% of a core, RSS {rss / 1024:.1f} MiB "
+        print(f"munin-asyncd: CPU {100 * (c1 - c0) / TICK / elapsed:.1f}% of a core (busiest second {100 * peak_d / TICK:.0f}%), RSS {rss / 1024:.1f} MiB "
               f"(peak {hwm / 1024:.1f} MiB), {threads} threads, {fds} descriptors")
-        print(f"fake munin-node: CPU {100 * (f1 - f0) / TICK / elapsed:.1f}% of a core, "
+        print(f"fake munin-node ({a.fake}): CPU {100 * (f1 - f0) / TICK / elapsed:.1f}% of a core "
+              f"(busiest second {100 * peak_f / TICK:.0f}%), "
               f"{len(os.listdir(f'/proc/{fake.pid}/fd'))} descriptors")
         print(f"slots filled: {filled} of {total} ({100 * filled / max(total, 1):.2f}%)")
         print(f"lateness: p50 {pct(0.5)} s, p99 {pct(0.99)} s, max {lateness[-1] if lateness else 'n/a'} s")
@@ -210,7 +229,7 @@ def main():
 
     # Idle: one node, daily plugins, after its first round.
     base = free_base(1)
-    fake = subprocess.Popen([sys.executable, "-c", FAKE, str(base), "1", str(a.plugins), "86400"],
+    fake = subprocess.Popen(fake_cmd + [str(base), "1", str(a.plugins), "86400"],
                             stdout=subprocess.PIPE, text=True)
     fake.stdout.readline()
     idle_spool = os.path.join(work, "idle")

@@ -689,8 +689,11 @@ impl<'a> Coordinator<'a> {
                 if rate != p.rate {
                     p.rate = rate;
                     self.schedule.set_rate(done.id, rate);
+                    self.spools[p.spool].dirty = true;
                 }
-                self.spools[p.spool].dirty = true;
+                // A sample alone changes only what SPOOL-META says for information
+                // (`last-timestamp`, `poll_ms`): written with the next complete_until,
+                // once the round is in, not once a second while it comes in.
             }
             Err(e @ PollError::TooEarly { .. }) => {
                 // Expected after a restart within the second of the last sample.

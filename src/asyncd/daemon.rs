@@ -50,7 +50,8 @@ pub(crate) struct NodeSpool {
     /// SPOOL-META as the spool was opened: how long each plugin's polls took before a
     /// restart (`poll_ms/<plugin>`), so the first round after it goes longest first too.
     pub(crate) before: SpoolMeta,
-    /// SPOOL-META needs writing.
+    /// SPOOL-META must be written: the list, a rate or the host name changed (a sample
+    /// alone does not: see `Coordinator::finished`).
     pub(crate) dirty: bool,
     /// The complete_until SPOOL-META says.
     pub(crate) said: Option<u64>,
