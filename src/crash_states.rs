@@ -61,6 +61,9 @@ const HOST: &str = "crash.example";
 pub(crate) enum Step {
     /// A sample of a plugin at a time, with this many value fields (its size).
     Append(&'static str, u64, usize),
+    /// Samples written unsynced, then one `syncfs` (munin-asyncd's group commit with
+    /// `--durability record`): each counts as appended when the sync returns.
+    Batch(&'static [(&'static str, u64, usize)]),
     /// SPOOL-META with this `complete_until`.
     Meta(u64),
     /// `munin-daemon.list`.
@@ -187,6 +190,27 @@ pub(crate) fn record(w: &Workload) -> Recorded {
                     body: b,
                 });
                 end = end.max(time);
+            }
+            Step::Batch(samples) => {
+                let mut batch = Vec::new();
+                for &(service, time, fields) in samples {
+                    let b = body(service, time, fields);
+                    let began = count();
+                    writer.append_unsynced(service, time, &b).expect("append");
+                    batch.push(Appended {
+                        done: 0,
+                        began,
+                        service: service.to_string(),
+                        time,
+                        body: b,
+                    });
+                    end = end.max(time);
+                }
+                writer.sync_fs().expect("syncfs");
+                for mut a in batch {
+                    a.done = count();
+                    appended.push(a);
+                }
             }
             Step::Meta(c) => {
                 let began = count();
@@ -319,6 +343,12 @@ fn prefix<'a>(r: &'a Recorded, ops: &'a [Op]) -> Prefix<'a> {
                 p.data[ino].1 = p.data[ino].0.len();
             }
             Op::SyncDir => p.dir_synced = p.dir.len(),
+            Op::SyncFs => {
+                for (ops, synced) in &mut p.data {
+                    *synced = ops.len();
+                }
+                p.dir_synced = p.dir.len();
+            }
             Op::Rename { from, to } => {
                 if let Some(ino) = live.remove(from) {
                     live.insert(to.clone(), ino);
@@ -844,7 +874,25 @@ pub(crate) fn workloads(durability: Durability) -> Vec<Workload> {
     let whole = torn.len();
     crate::spool::record::write_sealed(995, &body("a", 995, 3), &mut torn);
     torn.truncate(whole + (torn.len() - whole) / 2);
-    vec![
+    let mut all = vec![];
+    if durability == Durability::Record {
+        all.push(Workload {
+            name: "group commit",
+            interval: 10,
+            durability,
+            before: Vec::new(),
+            // A round's samples synced together, one of them into a new interval file,
+            // then the complete_until that covers them; a second round likewise.
+            steps: vec![
+                List(&["a", "b"]),
+                Batch(&[("a", 1001, 2), ("b", 1001, 2)]),
+                Meta(1005),
+                Batch(&[("a", 1006, 2), ("b", 1011, 2)]),
+                Meta(1011),
+            ],
+        });
+    }
+    all.extend([
         Workload {
             name: "interval boundary",
             interval: 10,
@@ -910,7 +958,8 @@ pub(crate) fn workloads(durability: Durability) -> Vec<Workload> {
                 Meta(1021),
             ],
         },
-    ]
+    ]);
+    all
 }
 
 /// A longer workload from `seed`: `steps` samples of three plugins, SPOOL-META after

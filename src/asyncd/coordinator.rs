@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::asyncd::cli::DaemonConfig;
+use crate::asyncd::commit::Committer;
 use crate::asyncd::daemon::{is_own_node, open_spool, valid_node_name, NodeSpool};
 use crate::asyncd::env::Env;
 use crate::asyncd::health::{parse_cursor, Dropped, Health, Outcome, PLUGIN};
@@ -31,7 +32,7 @@ use crate::asyncd::watermark;
 use crate::asyncd::workers::{NodeLink, Workers};
 use crate::spool::meta::key;
 use crate::spool::names::sanitise;
-use crate::spool::writer::record_body;
+use crate::spool::writer::{record_body, WriteError};
 use crate::spool::Spool;
 use crate::spool::CURSOR_FILE;
 use crate::util::log::Quoted;
@@ -56,6 +57,11 @@ pub(crate) type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeEr
 pub(crate) enum Event {
     Done(Done),
     Listed(ListResult),
+    /// A spool's SPOOL-META written (or not).
+    Published {
+        spool: usize,
+        result: Result<(), WriteError>,
+    },
     Wake,
 }
 
@@ -97,6 +103,8 @@ pub(crate) struct Coordinator<'a> {
     link: Arc<NodeLink>,
     /// Where polls and the listing report.
     reply: Reply,
+    /// The group commit (`--durability record`).
+    commit: Option<Arc<Committer>>,
     /// How many polls may be under way at once: `--connections`, more while they hang.
     allowed: usize,
     /// Polls due but waiting for one under way to end, longest first.
@@ -136,6 +144,10 @@ pub(crate) struct Coordinator<'a> {
     next_cleanup: Instant,
     /// SPOOL-META has something new to say, held back by the once-a-second limit.
     publish_pending: bool,
+    /// Something that SPOOL-META says may have changed since it was last worked out: a
+    /// poll went out or came back, the list was read (a SPOOL-META write coming back
+    /// changes nothing).
+    stirred: bool,
     /// A SIGHUP's reload is under way: systemd hears READY=1 once the list is read.
     reloading: bool,
     /// When the plugin list is next read (now while it is being read), in seconds since
@@ -152,6 +164,7 @@ impl<'a> Coordinator<'a> {
         env: Env,
         reply: Reply,
         keep_idle: usize,
+        commit: Option<Arc<Committer>>,
     ) -> Coordinator<'a> {
         let now = env.now();
         Coordinator {
@@ -164,6 +177,7 @@ impl<'a> Coordinator<'a> {
                 cfg.default_rate,
             )),
             reply,
+            commit,
             allowed: cfg.connections.max(1),
             held: Vec::new(),
             schedule: Schedule::new(),
@@ -181,6 +195,7 @@ impl<'a> Coordinator<'a> {
             backoff: Duration::from_secs(1),
             next_cleanup: now,
             publish_pending: false,
+            stirred: true,
             reloading: false,
             next_list_at: 0,
             health: Health::default(),
@@ -217,6 +232,7 @@ impl<'a> Coordinator<'a> {
         self.send_held(now);
         if now >= self.next_health {
             self.next_health = next_slot(now, self.cfg.default_rate);
+            self.stirred = true;
             self.spool_health(now);
         }
         self.next_list_at = if self.listing {
@@ -277,15 +293,21 @@ impl<'a> Coordinator<'a> {
         wake
     }
 
-    /// How many polls are under way.
+    /// How many polls and SPOOL-META writes are under way.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.spools.iter().filter(|s| s.writing).count()
+    }
+
+    /// Whether writes are under way: samples waiting for their group's sync, or SPOOL-META.
+    pub(crate) fn writing(&self) -> bool {
+        self.spools.iter().any(|s| s.writing)
+            || self.commit.as_ref().is_some_and(|c| c.pending() > 0)
     }
 
     /// Whether polls or the list are under way or waiting to go out.
     #[cfg(test)]
     pub(crate) fn busy(&self) -> bool {
-        self.listing || !self.in_flight.is_empty() || !self.held.is_empty()
+        self.listing || self.in_flight() > 0 || !self.held.is_empty()
     }
 
     /// At the stop, once polls under way have landed or been given up: publishes what is
@@ -304,6 +326,7 @@ impl<'a> Coordinator<'a> {
 
     /// Takes in one event.
     pub(crate) fn handle(&mut self, event: Event) {
+        self.stirred |= !matches!(event, Event::Published { .. } | Event::Wake);
         match event {
             Event::Done(done) => self.finished(done),
             Event::Listed(result) => {
@@ -320,6 +343,12 @@ impl<'a> Coordinator<'a> {
                 } else {
                     self.next_list = self.env.now() + self.backoff;
                     self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+                }
+            }
+            Event::Published { spool, result } => {
+                if let Some(spool) = self.spools.get_mut(spool) {
+                    spool.writing = false;
+                    written(spool, result);
                 }
             }
             Event::Wake => {}
@@ -364,8 +393,10 @@ impl<'a> Coordinator<'a> {
                 slot,
                 not_before: watermark::not_before(p.last, spool.floor, spool.said),
                 writer: spool.writer.clone(),
+                commit: self.commit.clone(),
             };
             self.in_flight.insert(id, (now, self.env.now()));
+            self.stirred = true;
             let (link, env, reply) = (self.link.clone(), self.env.clone(), self.reply.clone());
             self.workers
                 .run(Box::new(move || run_job(job, &link, &env, &reply)));
@@ -739,9 +770,10 @@ impl<'a> Coordinator<'a> {
                 self.env.now().saturating_duration_since(at) < Duration::from_secs(1)
             })
         {
-            self.publish_pending = true;
+            self.publish_pending |= std::mem::take(&mut self.stirred);
             return;
         }
+        self.stirred = false;
         let next_due = [
             self.schedule.next_due(),
             Some(self.next_health),
@@ -784,6 +816,11 @@ impl<'a> Coordinator<'a> {
             if !news {
                 continue;
             }
+            if spool.writing {
+                // One write at a time: this one when the last is done.
+                self.publish_pending = true;
+                continue;
+            }
             let mine = self
                 .plugins
                 .iter()
@@ -815,22 +852,23 @@ impl<'a> Coordinator<'a> {
                     pairs.push((key::last_timestamp(&p.name), t.to_string()));
                 }
             }
-            match spool.writer.write_meta(&pairs) {
-                Ok(()) => {
-                    if std::mem::take(&mut spool.meta_failing) {
-                        log_info!("{}: SPOOL-META written again", spool.writer.dir().display());
-                    }
-                    spool.said = Some(complete);
-                    spool.dirty = false;
-                    wrote = true;
-                }
-                Err(e) => {
-                    if !std::mem::replace(&mut spool.meta_failing, true) {
-                        log_error!(
-                            "{e}; munin-async keeps serving up to the last complete_until written"
-                        );
-                    }
-                }
+            // From now on no sample may be at or before what this write promises, whether
+            // it lands or not (see `watermark::not_before`).
+            spool.said = Some(complete);
+            spool.dirty = false;
+            wrote = true;
+            if force {
+                let result = spool.writer.write_meta(&pairs);
+                written(spool, result);
+            } else {
+                // On a worker: with --durability record a write waits for the disk, and a
+                // site's thousand nodes each write after their round.
+                spool.writing = true;
+                let (writer, reply) = (spool.writer.clone(), self.reply.clone());
+                self.workers.run(Box::new(move || {
+                    let result = writer.write_meta(&pairs);
+                    reply.send(Event::Published { spool: i, result });
+                }));
             }
         }
         if wrote {
@@ -877,6 +915,24 @@ impl<'a> Coordinator<'a> {
                     }
                 }
                 Err(e) => log_error!("size cap: {e}"),
+            }
+        }
+    }
+}
+
+/// Takes in how writing a spool's SPOOL-META went.
+fn written(spool: &mut NodeSpool, result: Result<(), WriteError>) {
+    match result {
+        Ok(()) => {
+            if std::mem::take(&mut spool.meta_failing) {
+                log_info!("{}: SPOOL-META written again", spool.writer.dir().display());
+            }
+        }
+        Err(e) => {
+            // Written again at the next turn.
+            spool.dirty = true;
+            if !std::mem::replace(&mut spool.meta_failing, true) {
+                log_error!("{e}; munin-async keeps serving up to the last complete_until written");
             }
         }
     }

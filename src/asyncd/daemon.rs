@@ -23,6 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::asyncd::cli::DaemonConfig;
+use crate::asyncd::commit::Committer;
 use crate::asyncd::coordinator::{Coordinator, Event, Reply};
 use crate::asyncd::env::Env;
 use crate::asyncd::signals;
@@ -35,6 +36,9 @@ use crate::{log_error, log_info, log_notice, log_warn};
 
 /// How long a stop waits for polls under way, so it still ends within a second.
 const STOP_GRACE: Duration = Duration::from_millis(700);
+/// How long a stop waits for writes under way (samples waiting for their group's sync,
+/// SPOOL-META): the disk, not a plugin, so they are waited for longer.
+const WRITE_GRACE: Duration = Duration::from_secs(10);
 
 /// One node's spool directory.
 pub(crate) struct NodeSpool {
@@ -55,6 +59,8 @@ pub(crate) struct NodeSpool {
     pub(crate) dirty: bool,
     /// The complete_until SPOOL-META says.
     pub(crate) said: Option<u64>,
+    /// SPOOL-META is being written, on a worker.
+    pub(crate) writing: bool,
     /// Writing SPOOL-META failed last time (a full disk, say): logged once until it works.
     pub(crate) meta_failing: bool,
 }
@@ -132,6 +138,7 @@ pub(crate) fn open_spool(
         dirty: true,
         said: None,
         meta_failing: false,
+        writing: false,
     })
 }
 
@@ -165,6 +172,12 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
         let _ = wake.send((usize::MAX, Event::Wake));
     });
     let workers = Workers::new(MAX_WORKERS);
+    // `--durability record`: samples are synced a group at a time (see `commit`).
+    let commit = cfgs
+        .iter()
+        .any(|c| c.durability == Durability::Record)
+        .then(Committer::start)
+        .flatten();
     // One node keeps an idle connection for each of its --connections; a site's nodes
     // keep one each, so a thousand nodes do not hold four thousand sockets.
     let keep = |cfg: &DaemonConfig| if cfgs.len() == 1 { cfg.connections } else { 1 };
@@ -177,7 +190,10 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
                 node: i,
                 tx: tx.clone(),
             };
-            Coordinator::new(cfg, root, &workers, env.clone(), reply, keep(cfg))
+            let commit = commit
+                .clone()
+                .filter(|_| cfg.durability == Durability::Record);
+            Coordinator::new(cfg, root, &workers, env.clone(), reply, keep(cfg), commit)
         })
         .collect();
     drop(tx);
@@ -203,7 +219,8 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
 /// Turns every node until a stop: each when its next event is due or when an event of
 /// its comes, sleeping in between; `beat` is called each time round (every quarter of
 /// the watchdog interval `half` at least). Then waits for polls under way, up to
-/// [`STOP_GRACE`], and has each node publish what is complete.
+/// [`STOP_GRACE`] (and writes under way up to [`WRITE_GRACE`]), and has each node
+/// publish what is complete.
 pub(crate) fn drive(
     nodes: &mut [Coordinator],
     events: &Receiver<(usize, Event)>,
@@ -273,12 +290,15 @@ pub(crate) fn drive(
     log_info!("stopping");
     env.notify("STOPPING=1");
     // Polls under way may still land: a plugin that ran should not lose its sample.
+    // SPOOL-META writes under way end too, before the last one is written.
     // Polls not started yet are not started (see `poll::run_job`).
-    let deadline = env.now() + STOP_GRACE;
+    let stopped = env.now();
     while nodes.iter().any(|n| n.in_flight() > 0) {
+        let writing = nodes.iter().any(|n| n.writing());
+        let deadline = stopped + if writing { WRITE_GRACE } else { STOP_GRACE };
         let left = deadline.saturating_duration_since(env.now());
         match events.recv_timeout(left) {
-            Ok((i, event @ Event::Done(_))) => {
+            Ok((i, event @ (Event::Done(_) | Event::Published { .. }))) => {
                 if let Some(node) = nodes.get_mut(i) {
                     node.handle(event);
                 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::asyncd::cli::{AsyncdOpts, DaemonConfig};
+use crate::asyncd::commit::Committer;
 use crate::asyncd::coordinator::{Coordinator, Event, Reply};
 use crate::asyncd::daemon::{drive, open_spool};
 use crate::asyncd::env::{Env, Fake};
@@ -132,7 +133,9 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
     let (tx, rx) = channel();
     let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
     let reply = Reply { node: 0, tx };
-    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, 4);
+    let commit = Committer::start();
+    assert!(commit.is_some());
+    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, 4, commit);
 
     // Until past the last slot: the next wake after it is the cleanup at 605.
     let woke = run_until(&mut node, &rx, &fake, &env, T0 + 601);
@@ -205,7 +208,15 @@ fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
     let workers = Workers::new(1);
     let (tx, rx) = channel();
     let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
-    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), Reply { node: 0, tx }, 1);
+    let mut node = Coordinator::new(
+        &cfg,
+        root,
+        &workers,
+        env.clone(),
+        Reply { node: 0, tx },
+        1,
+        Committer::start(),
+    );
     // The list is read; then the stop comes before the poll starts.
     node.turn();
     let (_, listed) = rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -8,6 +8,7 @@
 //! SIGTERM, SIGINT and SIGHUP into flags, wakes the sleeping loops, and talks to systemd.
 
 pub mod cli;
+pub(crate) mod commit;
 pub(crate) mod coordinator;
 pub mod daemon;
 pub(crate) mod env;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::asyncd::commit::Committer;
 use crate::asyncd::coordinator::{Event, Reply};
 use crate::asyncd::env::Env;
 use crate::asyncd::node::{NodeConn, NodeError};
@@ -27,6 +28,9 @@ pub(crate) struct Job {
     pub(crate) not_before: u64,
     /// The spool of the plugin's node.
     pub(crate) writer: Arc<SpoolWriter>,
+    /// With `--durability record`, the group commit: the record is written unsynced and
+    /// the report waits for the next sync (`None`: the writer syncs as it is told to).
+    pub(crate) commit: Option<Arc<Committer>>,
 }
 
 /// What a worker reports.
@@ -98,14 +102,7 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
         })
     } else {
         conn = link.take();
-        poll(
-            link,
-            env,
-            &mut conn,
-            &job.writer,
-            &job.plugin,
-            job.not_before,
-        )
+        poll(link, env, &mut conn, &job)
     };
     // After a node, write or plugin fault the connection may be in any state, or held by
     // a munin-node process left over from before a restart: it is not kept.
@@ -123,7 +120,10 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
         took: env.now().saturating_duration_since(started),
         result,
     };
-    reply.send(Event::Done(report));
+    match (&job.commit, report.result.is_ok()) {
+        (Some(commit), true) => commit.hold(job.writer, reply.clone(), report),
+        _ => reply.send(Event::Done(report)),
+    }
 }
 
 /// One sample of one plugin: config, then fetch unless config carried the values.
@@ -131,10 +131,9 @@ fn poll(
     link: &NodeLink,
     env: &Env,
     conn: &mut Option<NodeConn>,
-    writer: &SpoolWriter,
-    plugin: &str,
-    not_before: u64,
+    job: &Job,
 ) -> Result<Sample, PollError> {
+    let (plugin, not_before) = (job.plugin.as_str(), job.not_before);
     if conn.is_none() {
         let mut c = NodeConn::connect(&link.host, link.timeout).map_err(PollError::Node)?;
         c.cap("multigraph dirtyconfig").map_err(PollError::Node)?;
@@ -209,9 +208,12 @@ fn poll(
     if dropped > 0 {
         log_warn!("plugin {plugin}: {dropped} line(s) that would read as a record header left out");
     }
-    writer
-        .append(plugin, time, &body)
-        .map_err(PollError::Write)?;
+    if job.commit.is_some() {
+        job.writer.append_unsynced(plugin, time, &body)
+    } else {
+        job.writer.append(plugin, time, &body)
+    }
+    .map_err(PollError::Write)?;
     log_debug!(
         "spooled {plugin} at {time} ({} bytes{})",
         body.len(),

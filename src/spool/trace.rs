@@ -41,6 +41,8 @@ pub(crate) enum Op {
     },
     /// `fsync` of the spool directory returned.
     SyncDir,
+    /// `syncfs` of the spool's filesystem returned: every file and the directory.
+    SyncFs,
     /// `rename`, replacing `to` if it existed.
     Rename {
         /// The old name.

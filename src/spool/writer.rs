@@ -27,7 +27,9 @@ pub(crate) use crate::spool::LOCK_FILE;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// `fdatasync` after every record (and the directory after a new file): a power loss
-    /// loses at most the record being written, which the restart cuts off.
+    /// loses at most the record being written, which the restart cuts off. (munin-asyncd
+    /// writes its samples unsynced and syncs them a group at a time, `sync_fs`, before
+    /// they count: see `asyncd::commit`.)
     Record,
     /// Leave it to the kernel: a power loss loses the records of the last few seconds
     /// (typically up to 30), never more than that, and never leaves a torn record served.
@@ -135,7 +137,11 @@ pub struct SpoolWriter {
     dir: PathBuf,
     interval: u64,
     durability: Durability,
-    _lock: File,
+    /// The lock, held while the writer lives; also a descriptor on the spool's
+    /// filesystem for `syncfs`.
+    lock: File,
+    /// The filesystem's device number.
+    device: u64,
     /// Where each file operation is logged (tests only).
     trace: Option<Arc<Trace>>,
 }
@@ -166,11 +172,16 @@ impl SpoolWriter {
             Err(fs::TryLockError::WouldBlock) => return Err(WriteError::Locked(dir.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(io_at(&lock_path)(e)),
         }
+        let device = {
+            use std::os::unix::fs::MetadataExt;
+            lock.metadata().map_err(io_at(&lock_path))?.dev()
+        };
         Ok(SpoolWriter {
             dir: dir.to_path_buf(),
             interval: interval.max(1),
             durability,
-            _lock: lock,
+            lock,
+            device,
             trace: None,
         })
     }
@@ -201,7 +212,47 @@ impl SpoolWriter {
 
     /// Appends one sample of `plugin` taken at `time`, whose body was built by
     /// [`record_body`]. Either the whole record is in the file afterwards, or none of it.
+    /// With [`Durability::Record`] it is on disk when this returns.
     pub fn append(&self, plugin: &str, time: u64, body: &[u8]) -> Result<(), WriteError> {
+        self.append_then(plugin, time, body, self.durability == Durability::Record)
+    }
+
+    /// Appends as [`append`](Self::append) does, without forcing the record to disk: a
+    /// later [`sync_fs`](Self::sync_fs) does, for every record written before it (group
+    /// commit: one sync for a whole round of samples, not one a sample).
+    pub(crate) fn append_unsynced(
+        &self,
+        plugin: &str,
+        time: u64,
+        body: &[u8],
+    ) -> Result<(), WriteError> {
+        self.append_then(plugin, time, body, false)
+    }
+
+    /// Forces everything written to the spool's filesystem to disk (`syncfs`): every
+    /// record, file and directory entry written before the call.
+    pub(crate) fn sync_fs(&self) -> Result<(), WriteError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on the lock's descriptor, which the writer owns.
+        if unsafe { libc::syncfs(self.lock.as_raw_fd()) } != 0 {
+            return Err(io_at(&self.dir)(io::Error::last_os_error()));
+        }
+        self.log(|| Op::SyncFs);
+        Ok(())
+    }
+
+    /// The filesystem the spool is on (its device number), to sync each one once.
+    pub(crate) fn device(&self) -> u64 {
+        self.device
+    }
+
+    fn append_then(
+        &self,
+        plugin: &str,
+        time: u64,
+        body: &[u8],
+        sync: bool,
+    ) -> Result<(), WriteError> {
         if body.len() > crate::spool::record::MAX_RECORD {
             return Err(WriteError::TooLarge {
                 plugin: plugin.to_string(),
@@ -258,7 +309,7 @@ impl SpoolWriter {
             offset: before,
             data: record.clone(),
         });
-        if self.durability == Durability::Record {
+        if sync {
             f.sync_data().map_err(&err)?;
             self.log(|| Op::Sync { name: name.clone() });
             if before == 0 {
