@@ -217,3 +217,66 @@ fn a_restart_with_munin_node_down_keeps_the_host_name() {
     let greeting = ours(&spool, &["--spoolfetch"], "quit\n").stdout();
     assert_eq!(greeting, "# munin node at fake.example\n");
 }
+
+/// The soft limit on open descriptors is raised to the hard one at start (systemd's
+/// default soft limit, 1024, is short of a thousand-node site's connections), and a
+/// limit short of what the nodes may need is logged.
+#[test]
+fn the_descriptor_limit_is_raised_and_a_short_one_is_logged() {
+    let work = tempdir();
+    let log = work.path().join("asyncd.log");
+    let spool = work.path().join("spool");
+    // munin-node is not there: the daemon waits for it, which is all this needs.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let script = "ulimit -Sn 50 && ulimit -Hn 200 && exec \"$0\" \"$@\"";
+    let mut d = Running(
+        std::process::Command::new("sh")
+            .args(["-c", script])
+            .arg(our_asyncd())
+            .args(["--host", &addr, "--spooldir"])
+            .arg(&spool)
+            .args(["--screen", "--connections", "60"])
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let limits = format!("/proc/{}/limits", d.0.id());
+    let soft_hard = || {
+        let text = fs::read_to_string(&limits).unwrap_or_default();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap_or_default()
+            .to_string();
+        let n: Vec<String> = line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(String::from)
+            .collect();
+        n
+    };
+    eventually(
+        Duration::from_secs(5),
+        || {
+            format!(
+                "limits {:?}; log: {}",
+                soft_hard(),
+                fs::read_to_string(&log).unwrap_or_default()
+            )
+        },
+        || {
+            soft_hard() == ["200", "200"]
+                && fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("open descriptors")
+        },
+    );
+    let said = fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("may need 306 open descriptors, the limit is 200"),
+        "{said}"
+    );
+    stop_within(&mut d, Duration::from_secs(2), "munin-asyncd did not stop");
+}

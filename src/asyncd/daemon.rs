@@ -166,6 +166,7 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
             many.len()
         ),
     }
+    raise_descriptor_limit(cfgs);
     let (tx, rx) = channel();
     let wake = tx.clone();
     signals::on_signal(move || {
@@ -178,9 +179,9 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
         .any(|c| c.durability == Durability::Record)
         .then(Committer::start)
         .flatten();
-    // One node keeps an idle connection for each of its --connections; a site's nodes
-    // keep one each, so a thousand nodes do not hold four thousand sockets.
-    let keep = |cfg: &DaemonConfig| if cfgs.len() == 1 { cfg.connections } else { 1 };
+    // Each node keeps an idle connection for each of its --connections: reconnecting for
+    // every poll cost a thousand-node site a quarter of its CPU (docs/benchmarks.md).
+    let keep = |cfg: &DaemonConfig| cfg.connections;
     let mut nodes: Vec<Coordinator> = cfgs
         .iter()
         .zip(roots)
@@ -337,6 +338,45 @@ fn watchdog(every: Duration, started: Instant, beat: &AtomicU64) {
         }
         // Until the next ping, or a signal.
         let _ = woken.recv_timeout(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Raises the soft limit of open descriptors to the hard one (systemd's default soft
+/// limit is 1024, its hard one far higher), and warns when even that is short of what the
+/// nodes may hold: each its connections, up to four times `--connections` while plugins
+/// hang, and a spool file or two being written.
+fn raise_descriptor_limit(cfgs: &[DaemonConfig]) {
+    let need: u64 = 64
+        + cfgs
+            .iter()
+            .map(|c| 2 + 4 * c.connections as u64)
+            .sum::<u64>();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a struct of the right type.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    if lim.rlim_cur < need {
+        log_warn!(
+            "{} munin-node(s) may need {need} open descriptors, the limit is {}: \
+             raise it (LimitNOFILE= in the unit, ulimit -n)",
+            cfgs.len(),
+            lim.rlim_cur
+        );
     }
 }
 
