@@ -15,13 +15,25 @@ debian_package() {
 }
 
 [ "$(id -u)" = 0 ] || fail "run as root"
-for tool in dpkg apt-get systemd-analyze start-stop-daemon; do
+for tool in dpkg apt-get systemd-analyze start-stop-daemon lintian; do
     command -v "$tool" >/dev/null || fail "$tool is missing (scripts/setup.sh installs it)"
 done
 
-v1="$(bash scripts/package.sh)"
+v1="$(bash scripts/package.sh | tail -n1)"
 version="$(dpkg-deb -f "$v1" Version)"
-v2="$(bash scripts/package.sh --bin-dir target/release --version "${version%-*}-2")"
+v2="$(bash scripts/package.sh --bin-dir target/release --version "${version%-*}-2" | tail -n1)"
+
+echo "lintian"
+# Errors fail; so does any warning but the ones docs/packaging.md explains.
+explained='initial-upload-closes-no-bugs'
+lintian --fail-on error --pedantic "$v1" > /tmp/munin-async-lintian.txt 2>&1 ||
+    { cat /tmp/munin-async-lintian.txt >&2; fail "lintian reports errors"; }
+unexplained="$(grep -E '^[EW]: ' /tmp/munin-async-lintian.txt | grep -vE ": ($explained)( |$)" || true)"
+[ -z "$unexplained" ] || { echo "$unexplained" >&2; fail "lintian warnings not explained in docs/packaging.md"; }
+echo "lintian: $(grep -cE '^[EWIP]: ' /tmp/munin-async-lintian.txt) tag(s), all explained"
+depends="$(dpkg-deb -f "$v1" Depends)"
+check "Depends lacks glibc's version ($depends)" sh -c "echo '$depends' | grep -qE 'libc6 \(>= 2\.[0-9]+\)'"
+check "Depends lacks libgcc-s1 ($depends)" sh -c "echo '$depends' | grep -q 'libgcc-s1'"
 
 # Debian's package first, as on a host that runs the Perl programs today.
 if [ "$(status munin-async)" != "install ok installed" ]; then
@@ -35,6 +47,24 @@ dpkg -i "$v1" >/dev/null
 check "ours is not installed" [ "$(status munin-async-rs)" = "install ok installed" ]
 check "Debian's munin-async is still installed" [ "$(status munin-async)" != "install ok installed" ]
 check "munin-asyncd is not ours" sh -c '/usr/share/munin/munin-asyncd --version | grep -q "^munin-asyncd "'
+for p in munin-async munin-asyncd; do
+    check "/usr/share/munin/$p is not a symlink to /usr/lib/munin-async/$p" \
+        [ "$(readlink -f /usr/share/munin/$p)" = "/usr/lib/munin-async/$p" ]
+    check "/usr/lib/munin-async/$p is not stripped" sh -c "! readelf -S /usr/lib/munin-async/$p | grep -q '\.symtab'"
+done
+check "dpkg -V finds a changed file" sh -c '[ -z "$(dpkg -V munin-async-rs)" ]'
+check "no md5sums" [ -s /var/lib/dpkg/info/munin-async-rs.md5sums ]
+for f in changelog.Debian.gz NEWS.Debian.gz README.Debian copyright; do
+    check "/usr/share/doc/munin-async-rs/$f is missing" [ -s "/usr/share/doc/munin-async-rs/$f" ]
+done
+# Every crate linked into the programs is named in the copyright file.
+linked="$(cargo tree -e normal,no-proc-macro --prefix none --locked | grep -v '^munin-async ' \
+    | sed 's/ v/-/; s/ .*//' | sort -u)"
+check "cargo tree listed no crate" [ -n "$linked" ]
+for crate in $linked; do
+    check "the copyright file does not name $crate" \
+        grep -q "^Files: rust-crates/$crate/" /usr/share/doc/munin-async-rs/copyright
+done
 check "munin-async is not ours" sh -c '/usr/share/munin/munin-async --version | grep -q "^munin-async "'
 check "no munin-async user" sh -c "getent passwd munin-async >/dev/null"
 check "the spool is not the user's" [ "$(stat -c %U:%a /var/lib/munin-async)" = "munin-async:750" ]

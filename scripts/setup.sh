@@ -3,7 +3,8 @@
 # as root. Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(munin munin-node munin-async rrdtool openssh-server openssh-client perl time procps strace systemd)
+packages=(munin munin-node munin-async rrdtool openssh-server openssh-client perl time procps strace systemd
+          dpkg-dev debhelper lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
