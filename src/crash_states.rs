@@ -66,6 +66,9 @@ pub(crate) enum Step {
     Batch(&'static [(&'static str, u64, usize)]),
     /// SPOOL-META with this `complete_until`.
     Meta(u64),
+    /// SPOOL-META through the group commit: its temporary file written, one `syncfs`,
+    /// then the rename (not synced until a later `syncfs`).
+    GroupMeta(u64),
     /// `munin-daemon.list`.
     List(&'static [&'static str]),
     /// `--cleanup` at this time, files older than this many seconds.
@@ -217,6 +220,18 @@ pub(crate) fn record(w: &Workload) -> Recorded {
                 writer
                     .write_meta(&meta_pairs(HOST, w.interval, c))
                     .expect("meta");
+                metas.push(MetaWritten {
+                    began,
+                    complete_until: c,
+                });
+            }
+            Step::GroupMeta(c) => {
+                let began = count();
+                writer
+                    .prepare_meta(&meta_pairs(HOST, w.interval, c))
+                    .expect("prepare meta");
+                writer.sync_fs().expect("syncfs");
+                writer.install_meta().expect("install meta");
                 metas.push(MetaWritten {
                     began,
                     complete_until: c,
@@ -882,13 +897,17 @@ pub(crate) fn workloads(durability: Durability) -> Vec<Workload> {
             durability,
             before: Vec::new(),
             // A round's samples synced together, one of them into a new interval file,
-            // then the complete_until that covers them; a second round likewise.
+            // then the complete_until that covers them, through the group commit too; a
+            // second and a third round likewise (the third's SPOOL-META renamed but never
+            // synced: a power loss may keep the one before).
             steps: vec![
                 List(&["a", "b"]),
                 Batch(&[("a", 1001, 2), ("b", 1001, 2)]),
-                Meta(1005),
+                GroupMeta(1005),
                 Batch(&[("a", 1006, 2), ("b", 1011, 2)]),
-                Meta(1011),
+                GroupMeta(1011),
+                Batch(&[("a", 1016, 1)]),
+                GroupMeta(1016),
             ],
         });
     }

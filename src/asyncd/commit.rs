@@ -17,13 +17,20 @@ use std::sync::{Arc, Mutex};
 use crate::asyncd::coordinator::{Event, Reply};
 use crate::asyncd::poll::{Done, PollError};
 use crate::log_error;
-use crate::spool::writer::SpoolWriter;
+use crate::spool::writer::{SpoolWriter, WriteError};
 
-/// A report held until its record is on disk.
+/// What waits for the next sync: a poll's report, whose record is written; or a
+/// SPOOL-META written to its temporary file, renamed into place after the sync.
 struct Held {
     writer: Arc<SpoolWriter>,
     reply: Reply,
-    done: Done,
+    what: What,
+}
+
+enum What {
+    Report(Done),
+    /// The index of the coordinator's spool.
+    Meta(usize),
 }
 
 /// The committing thread's mailbox.
@@ -59,17 +66,41 @@ impl Committer {
 
     /// Passes `done` on to `reply` once `writer`'s filesystem is synced.
     pub(crate) fn hold(&self, writer: Arc<SpoolWriter>, reply: Reply, done: Done) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        let held = Held {
+        self.send(Held {
             writer,
             reply,
-            done,
-        };
+            what: What::Report(done),
+        });
+    }
+
+    /// Writes `pairs` as spool `spool`'s SPOOL-META through the group commit: to its
+    /// temporary file now, into place after the next sync; `reply` hears
+    /// [`Event::Published`] then.
+    pub(crate) fn publish(
+        &self,
+        writer: Arc<SpoolWriter>,
+        reply: Reply,
+        spool: usize,
+        pairs: &[(String, String)],
+    ) {
+        match writer.prepare_meta(pairs) {
+            Ok(()) => self.send(Held {
+                writer,
+                reply,
+                what: What::Meta(spool),
+            }),
+            Err(e) => reply.send(Event::Published {
+                spool,
+                result: Err(e),
+            }),
+        }
+    }
+
+    fn send(&self, held: Held) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if let Err(back) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(held) {
             // The thread is gone: sync here.
-            let mut held = back.0;
-            settle(&held.writer, std::slice::from_mut(&mut held.done));
-            held.reply.send(Event::Done(held.done));
+            finish(vec![back.0]);
             self.pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -94,32 +125,47 @@ fn run(rx: &Receiver<Held>, pending: &AtomicUsize) {
                 .push(held);
         }
         for (_, group) in by_device {
-            let mut dones: Vec<Done> = Vec::with_capacity(group.len());
-            let mut rest = Vec::with_capacity(group.len());
-            for held in group {
-                dones.push(held.done);
-                rest.push((held.writer, held.reply));
-            }
-            settle(&rest[0].0, &mut dones);
-            for (done, (_, reply)) in dones.into_iter().zip(rest) {
-                reply.send(Event::Done(done));
-                pending.fetch_sub(1, Ordering::SeqCst);
-            }
+            let n = group.len();
+            finish(group);
+            pending.fetch_sub(n, Ordering::SeqCst);
         }
     }
 }
 
-/// Syncs `writer`'s filesystem; when that fails, each sample is reported as not written.
-fn settle(writer: &SpoolWriter, dones: &mut [Done]) {
-    if let Err(e) = writer.sync_fs() {
-        let said = e.to_string();
-        for done in dones.iter_mut() {
-            if done.result.is_ok() {
-                done.result = Err(PollError::Write(crate::spool::writer::WriteError::Io {
-                    path: writer.dir().to_path_buf(),
-                    source: std::io::Error::other(said.clone()),
-                }));
+/// Syncs the filesystem of a group (all on one), then passes each report on and puts
+/// each SPOOL-META in place. When the sync fails, each sample is reported as not
+/// written and no SPOOL-META is put in place.
+fn finish(group: Vec<Held>) {
+    let Some(first) = group.first() else {
+        return;
+    };
+    let synced = first.writer.sync_fs().map_err(|e| e.to_string());
+    for held in group {
+        let event = match (held.what, &synced) {
+            (What::Report(done), Ok(())) => Event::Done(done),
+            (What::Report(mut done), Err(said)) => {
+                if done.result.is_ok() {
+                    done.result = Err(PollError::Write(failed(&held.writer, said)));
+                }
+                Event::Done(done)
             }
-        }
+            (What::Meta(spool), Ok(())) => Event::Published {
+                spool,
+                result: held.writer.install_meta(),
+            },
+            (What::Meta(spool), Err(said)) => Event::Published {
+                spool,
+                result: Err(failed(&held.writer, said)),
+            },
+        };
+        held.reply.send(event);
+    }
+}
+
+/// The error of a failed sync, for each sample or SPOOL-META it held back.
+fn failed(writer: &SpoolWriter, said: &str) -> WriteError {
+    WriteError::Io {
+        path: writer.dir().to_path_buf(),
+        source: std::io::Error::other(said.to_string()),
     }
 }

@@ -865,9 +865,13 @@ impl<'a> Coordinator<'a> {
                 // site's thousand nodes each write after their round.
                 spool.writing = true;
                 let (writer, reply) = (spool.writer.clone(), self.reply.clone());
-                self.workers.run(Box::new(move || {
-                    let result = writer.write_meta(&pairs);
-                    reply.send(Event::Published { spool: i, result });
+                let commit = self.commit.clone();
+                self.workers.run(Box::new(move || match commit {
+                    Some(commit) => commit.publish(writer, reply, i, &pairs),
+                    None => {
+                        let result = writer.write_meta(&pairs);
+                        reply.send(Event::Published { spool: i, result });
+                    }
                 }));
             }
         }

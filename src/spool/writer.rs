@@ -131,6 +131,18 @@ pub fn record_body<'a>(
     dropped
 }
 
+/// SPOOL-META's text from `key:value` pairs.
+fn meta_text(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut content = String::new();
+    for (k, v) in pairs {
+        content.push_str(k);
+        content.push(':');
+        content.push_str(v);
+        content.push('\n');
+    }
+    content.into_bytes()
+}
+
 /// Writes one spool directory.
 #[derive(Debug)]
 pub struct SpoolWriter {
@@ -322,7 +334,13 @@ impl SpoolWriter {
     /// Rewrites `name` in the spool directory whole, through a temporary file and a
     /// rename, so a reader sees the old or the new content, never a mix.
     pub(crate) fn replace_file(&self, name: &str, content: &[u8]) -> Result<(), WriteError> {
-        let path = self.dir.join(name);
+        let record = self.durability == Durability::Record;
+        self.write_temporary(name, content, record)?;
+        self.rename_temporary(name, record)
+    }
+
+    /// Writes `name`'s new content to `name.tmp` (synced with `sync`).
+    fn write_temporary(&self, name: &str, content: &[u8], sync: bool) -> Result<(), WriteError> {
         let tmp_name = format!("{name}.tmp");
         let tmp = self.dir.join(&tmp_name);
         let err = io_at(&tmp);
@@ -343,18 +361,25 @@ impl SpoolWriter {
             offset: 0,
             data: content.to_vec(),
         });
-        if self.durability == Durability::Record {
+        if sync {
             f.sync_data().map_err(&err)?;
             self.log(|| Op::Sync {
                 name: tmp_name.clone(),
             });
         }
-        fs::rename(&tmp, &path).map_err(io_at(&path))?;
+        Ok(())
+    }
+
+    /// Renames `name.tmp` over `name` (and syncs the directory with `sync`).
+    fn rename_temporary(&self, name: &str, sync: bool) -> Result<(), WriteError> {
+        let tmp_name = format!("{name}.tmp");
+        let path = self.dir.join(name);
+        fs::rename(self.dir.join(&tmp_name), &path).map_err(io_at(&path))?;
         self.log(|| Op::Rename {
             from: tmp_name.clone(),
             to: name.to_string(),
         });
-        if self.durability == Durability::Record {
+        if sync {
             self.sync_dir()?;
         }
         Ok(())
@@ -362,14 +387,21 @@ impl SpoolWriter {
 
     /// Writes SPOOL-META from `key:value` pairs.
     pub fn write_meta(&self, pairs: &[(String, String)]) -> Result<(), WriteError> {
-        let mut content = String::new();
-        for (k, v) in pairs {
-            content.push_str(k);
-            content.push(':');
-            content.push_str(v);
-            content.push('\n');
-        }
-        self.replace_file(crate::spool::meta::FILE_NAME, content.as_bytes())
+        self.replace_file(crate::spool::meta::FILE_NAME, &meta_text(pairs))
+    }
+
+    /// The group commit's first half of [`write_meta`](Self::write_meta): the new
+    /// SPOOL-META written to its temporary file, unsynced. After a
+    /// [`sync_fs`](Self::sync_fs) has covered it, [`install_meta`](Self::install_meta)
+    /// renames it into place (made durable by the next `sync_fs`; until then a power loss
+    /// leaves the SPOOL-META before, which promises less).
+    pub(crate) fn prepare_meta(&self, pairs: &[(String, String)]) -> Result<(), WriteError> {
+        self.write_temporary(crate::spool::meta::FILE_NAME, &meta_text(pairs), false)
+    }
+
+    /// Puts the SPOOL-META [`prepare_meta`](Self::prepare_meta) wrote in place.
+    pub(crate) fn install_meta(&self) -> Result<(), WriteError> {
+        self.rename_temporary(crate::spool::meta::FILE_NAME, false)
     }
 
     /// Writes `munin-daemon.list`: the plugin names, sanitised, on one line.
