@@ -156,14 +156,15 @@ pub(crate) struct Coordinator<'a> {
 }
 
 impl<'a> Coordinator<'a> {
-    /// A node's loop, polling into `root` (its spool, opened); it reports to `reply`.
+    /// A node's loop, polling into `root` (its spool, opened); it reports to `reply`. It
+    /// keeps up to `--connections` idle connections: reconnecting for every poll cost a
+    /// thousand-node site a quarter of its CPU (docs/benchmarks.md).
     pub(crate) fn new(
         cfg: &'a DaemonConfig,
         root: NodeSpool,
         workers: &'a Workers,
         env: Env,
         reply: Reply,
-        keep_idle: usize,
         commit: Option<Arc<Committer>>,
     ) -> Coordinator<'a> {
         let now = env.now();
@@ -173,7 +174,7 @@ impl<'a> Coordinator<'a> {
             link: Arc::new(NodeLink::new(
                 &cfg.host,
                 cfg.request_timeout,
-                keep_idle,
+                cfg.connections,
                 cfg.default_rate,
             )),
             reply,

@@ -179,9 +179,6 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
         .any(|c| c.durability == Durability::Record)
         .then(Committer::start)
         .flatten();
-    // Each node keeps an idle connection for each of its --connections: reconnecting for
-    // every poll cost a thousand-node site a quarter of its CPU (docs/benchmarks.md).
-    let keep = |cfg: &DaemonConfig| cfg.connections;
     let mut nodes: Vec<Coordinator> = cfgs
         .iter()
         .zip(roots)
@@ -194,7 +191,7 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
             let commit = commit
                 .clone()
                 .filter(|_| cfg.durability == Durability::Record);
-            Coordinator::new(cfg, root, &workers, env.clone(), reply, keep(cfg), commit)
+            Coordinator::new(cfg, root, &workers, env.clone(), reply, commit)
         })
         .collect();
     drop(tx);

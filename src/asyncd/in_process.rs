@@ -135,7 +135,7 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
     let reply = Reply { node: 0, tx };
     let commit = Committer::start();
     assert!(commit.is_some());
-    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, 4, commit);
+    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, commit);
 
     // Until past the last slot: the next wake after it is the cleanup at 605.
     let woke = run_until(&mut node, &rx, &fake, &env, T0 + 601);
@@ -214,7 +214,6 @@ fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
         &workers,
         env.clone(),
         Reply { node: 0, tx },
-        1,
         Committer::start(),
     );
     // The list is read; then the stop comes before the poll starts.
