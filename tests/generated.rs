@@ -133,3 +133,41 @@ fn manual_pages_and_completions_are_generated_from_the_options() {
         }
     }
 }
+
+/// README.Debian and NEWS.Debian name only options the programs have (the package ships
+/// them beside the manual pages; they must not drift either).
+#[test]
+fn the_debian_docs_name_only_options_the_programs_have() {
+    let longs: Vec<String> = [AsyncOpts::command(), AsyncdOpts::command()]
+        .iter()
+        .flat_map(|cmd| {
+            cmd.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut named = 0;
+    for doc in [
+        "packaging/debian/munin-async-rs.README.Debian",
+        "packaging/debian/munin-async-rs.NEWS",
+    ] {
+        let text = fs::read_to_string(root.join(doc)).unwrap();
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            if let Some(opt) = word
+                .strip_prefix("--")
+                .filter(|o| o.starts_with(|c: char| c.is_ascii_alphanumeric()))
+            {
+                assert!(
+                    longs.iter().any(|l| l == opt),
+                    "{doc} names --{opt}, which neither program has"
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(
+        named >= 5,
+        "only {named} options named: is the check still reading the docs?"
+    );
+}
