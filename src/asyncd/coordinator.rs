@@ -1,19 +1,18 @@
 //! One munin-node's loop, as a state machine the daemon's one driving thread turns
-//! ([`crate::asyncd::daemon`]): it reads the plugin list, hands each plugin's due polls
-//! to the shared [`workers`](crate::asyncd::workers) up to `--connections` at once
-//! (longest first, more while they hang), takes in what the polls report, spools the
-//! daemon's health, publishes SPOOL-META with `complete_until` ([`watermark`]), and
-//! cleans old spool files.
+//! ([`crate::asyncd::daemon`]): it reads the plugin list into its [`Registry`], hands the
+//! due polls to the shared [`workers`](crate::asyncd::workers) up to `--connections` at
+//! once (longest first, more while they hang), takes in what the polls report, has its
+//! [`health`](crate::asyncd::health) spooled, publishes SPOOL-META with `complete_until`
+//! ([`watermark`]), and has old spool files cleaned ([`retention`]).
 //!
-//! It reads the time, the stop and reload requests and systemd only through its [`Env`],
-//! so a test turns it in-process on a clock it moves by hand.
+//! It reads the time, the stop and reload requests, systemd and its timings only through
+//! its [`Env`], so a test turns it in-process on a clock it moves by hand.
 //!
 //! munin-node's own node (the one its greeting names) spools into the spool directory
 //! itself (Debian's layout); each virtual node it serves besides (`nodes`) spools into a
 //! subdirectory named after it. munin-node down at start or later is retried with backoff
 //! and logged once per change; the daemon never exits for it.
 
-use std::cmp::Reverse;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Sender;
@@ -24,29 +23,21 @@ use crate::asyncd::cli::DaemonConfig;
 use crate::asyncd::commit::Committer;
 use crate::asyncd::daemon::{is_own_node, open_spool, valid_node_name, NodeSpool};
 use crate::asyncd::env::Env;
-use crate::asyncd::health::{parse_cursor, Dropped, Health, Outcome, PLUGIN};
+use crate::asyncd::health::{Dropped, Outcome, Recorder, PLUGIN};
 use crate::asyncd::node::{NodeConn, NodeError};
 use crate::asyncd::poll::{run_job, Done, Job, PollError};
-use crate::asyncd::schedule::{next_slot, Schedule};
+use crate::asyncd::registry::{Registry, State};
+use crate::asyncd::retention;
 use crate::asyncd::watermark;
 use crate::asyncd::workers::{NodeLink, Workers};
 use crate::spool::meta::key;
 use crate::spool::names::sanitise;
-use crate::spool::writer::{record_body, WriteError};
-use crate::spool::Spool;
-use crate::spool::CURSOR_FILE;
+use crate::spool::writer::WriteError;
 use crate::util::log::Quoted;
 use crate::{log_debug, log_error, log_info, log_notice, log_warn};
 
-/// How often old spool files are looked for.
-const CLEANUP_EVERY: Duration = Duration::from_secs(600);
-/// How often the plugin list is read again.
-const RELIST_EVERY: Duration = Duration::from_secs(3600);
 /// The longest plugin name spooled: its file name must stay under the usual 255 bytes.
 const MAX_PLUGIN_NAME: usize = 200;
-/// A request running this long holds its connection as if hung: when every poll under way
-/// has run so long and polls wait, more may go out at once (see `Coordinator::grow`).
-const STUCK: Duration = Duration::from_secs(3);
 
 /// What reading the plugin list gives: munin-node's host name, and each node's plugins
 /// (one node named "" when munin-node serves only its own).
@@ -79,20 +70,6 @@ impl Reply {
     }
 }
 
-struct Plugin {
-    /// Index into the coordinator's spools.
-    spool: usize,
-    name: String,
-    rate: u64,
-    listed: bool,
-    /// In the schedule or in flight.
-    scheduled: bool,
-    failing: bool,
-    last: Option<u64>,
-    /// How long its last poll took (None before the first): the longest go out first.
-    took: Option<Duration>,
-}
-
 /// One munin-node's state.
 pub(crate) struct Coordinator<'a> {
     cfg: &'a DaemonConfig,
@@ -107,22 +84,12 @@ pub(crate) struct Coordinator<'a> {
     commit: Option<Arc<Committer>>,
     /// How many polls may be under way at once: `--connections`, more while they hang.
     allowed: usize,
-    /// Polls due but waiting for one under way to end, longest first.
-    held: Vec<(usize, u64)>,
     /// The daemon's own counters, spooled as the `munin_asyncd` plugin.
-    health: Health,
-    /// When the next health sample is due, and the time of the last.
-    next_health: u64,
-    last_health: u64,
-    schedule: Schedule,
-    plugins: Vec<Plugin>,
-    /// (spool, plugin name) → plugin id.
-    by_name: BTreeMap<(usize, String), usize>,
+    health: Recorder,
+    /// Every plugin, and where each is in its cycle.
+    plugins: Registry,
     /// The spools, the spool directory itself first.
     spools: Vec<NodeSpool>,
-    /// Plugin id → when its request was handed out (seconds since the epoch, and as an
-    /// instant, to tell a hung one).
-    in_flight: BTreeMap<usize, (u64, Instant)>,
     /// Whether munin-node answered last time (None before the first try).
     node_up: Option<bool>,
     /// Since when munin-node cannot be reached (for the notice when it is back).
@@ -180,12 +147,8 @@ impl<'a> Coordinator<'a> {
             reply,
             commit,
             allowed: cfg.connections.max(1),
-            held: Vec::new(),
-            schedule: Schedule::new(),
-            plugins: Vec::new(),
-            by_name: BTreeMap::new(),
+            plugins: Registry::new(),
             spools: vec![root],
-            in_flight: BTreeMap::new(),
             node_up: None,
             down_since: None,
             published: None,
@@ -193,16 +156,13 @@ impl<'a> Coordinator<'a> {
             refused: BTreeSet::new(),
             listing: false,
             next_list: now,
-            backoff: Duration::from_secs(1),
+            backoff: env.timings.first_backoff,
             next_cleanup: now,
             publish_pending: false,
             stirred: true,
             reloading: false,
             next_list_at: 0,
-            health: Health::default(),
-            // The first after a whole period, so that it has something to say.
-            next_health: env.unix() + cfg.default_rate,
-            last_health: 0,
+            health: Recorder::new(env.unix(), cfg.default_rate),
             env,
         }
     }
@@ -231,10 +191,8 @@ impl<'a> Coordinator<'a> {
         self.dispatch(now);
         self.grow();
         self.send_held(now);
-        if now >= self.next_health {
-            self.next_health = next_slot(now, self.cfg.default_rate);
+        if self.health.turn(now, &self.spools) {
             self.stirred = true;
-            self.spool_health(now);
         }
         self.next_list_at = if self.listing {
             now
@@ -247,8 +205,8 @@ impl<'a> Coordinator<'a> {
         };
         self.publish(now, false);
         if self.cfg.cleanup && self.env.now() >= self.next_cleanup {
-            self.next_cleanup = self.env.now() + CLEANUP_EVERY;
-            self.cleanup(now);
+            self.next_cleanup = self.env.now() + self.env.timings.cleanup_every;
+            retention::clean(self.cfg, &self.spools, now);
         }
         self.next_wake()
     }
@@ -259,25 +217,26 @@ impl<'a> Coordinator<'a> {
     fn next_wake(&self) -> Instant {
         let mut wake = if self.listing {
             // Comes as an event.
-            self.env.now() + RELIST_EVERY
+            self.env.now() + self.env.timings.relist_every
         } else {
             self.next_list
         };
         if self.cfg.cleanup {
             wake = wake.min(self.next_cleanup);
         }
-        if !self.held.is_empty() {
-            if let Some(oldest) = self.in_flight.values().map(|(_, at)| *at).min() {
-                wake = wake.min(oldest + STUCK + Duration::from_millis(10));
+        let timings = self.env.timings;
+        if self.plugins.held() > 0 {
+            if let Some(oldest) = self.plugins.oldest_at() {
+                wake = wake.min(oldest + timings.stuck + Duration::from_millis(10));
             }
         }
         if self.publish_pending {
             if let Some(at) = self.published {
-                wake = wake.min(at + Duration::from_secs(1));
+                wake = wake.min(at + timings.publish_every);
             }
         }
         let (now, unix) = (self.env.now(), self.env.unix());
-        for t in [self.schedule.next_due(), Some(self.next_health)]
+        for t in [self.plugins.next_due(), Some(self.health.next())]
             .into_iter()
             .flatten()
         {
@@ -296,7 +255,7 @@ impl<'a> Coordinator<'a> {
 
     /// How many polls and SPOOL-META writes are under way.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.len() + self.spools.iter().filter(|s| s.writing).count()
+        self.plugins.polling() + self.spools.iter().filter(|s| s.writing).count()
     }
 
     /// Whether writes are under way: samples waiting for their group's sync, or SPOOL-META.
@@ -308,18 +267,18 @@ impl<'a> Coordinator<'a> {
     /// Whether polls or the list are under way or waiting to go out.
     #[cfg(test)]
     pub(crate) fn busy(&self) -> bool {
-        self.listing || self.in_flight() > 0 || !self.held.is_empty()
+        self.listing || self.in_flight() > 0 || self.plugins.held() > 0
     }
 
     /// At the stop, once polls under way have landed or been given up: publishes what is
     /// complete (with nothing in flight, every sample up to now; a restart takes none at
     /// or before it, see `floor`).
     pub(crate) fn finish(&mut self) {
-        if !self.in_flight.is_empty() {
+        if self.plugins.polling() > 0 {
             log_info!(
                 "{}: {} poll(s) still under way abandoned",
                 self.cfg.host,
-                self.in_flight.len()
+                self.plugins.polling()
             );
         }
         self.publish(self.env.unix(), true);
@@ -339,8 +298,8 @@ impl<'a> Coordinator<'a> {
                     self.env.notify("READY=1");
                 }
                 if ok {
-                    self.backoff = Duration::from_secs(1);
-                    self.next_list = self.env.now() + RELIST_EVERY;
+                    self.backoff = self.env.timings.first_backoff;
+                    self.next_list = self.env.now() + self.env.timings.relist_every;
                 } else {
                     self.next_list = self.env.now() + self.backoff;
                     self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
@@ -356,47 +315,31 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Hands the plugins due at `now` to the workers, longest first. A plugin that may
-    /// not go out yet (its sample would not be newer than what SPOOL-META promised, see
-    /// [`watermark`]) is put back for the second it may.
+    /// Queues the plugins due at `now`, longest first. A plugin that may not go out yet
+    /// (its sample would not be newer than what SPOOL-META promised, see [`watermark`])
+    /// waits for the second it may.
     fn dispatch(&mut self, now: u64) {
-        let mut due = Vec::new();
-        while let Some((id, slot)) = self.schedule.pop_due(now) {
-            let p = &mut self.plugins[id];
-            if !p.listed {
-                // Dropped from munin-node's list: leave the schedule.
-                self.schedule.remove(id);
-                p.scheduled = false;
-                continue;
-            }
-            let spool = &self.spools[p.spool];
-            let not_before = watermark::not_before(p.last, spool.floor, spool.said);
-            if not_before > now {
-                self.schedule.retry_at(id, not_before);
-                continue;
-            }
-            due.push((id, slot));
-        }
-        longest_first(&mut due, |id| self.plugins[id].took);
-        self.held.extend(due);
+        let spools = &self.spools;
+        self.plugins.take_due(now, |p| {
+            let spool = &spools[p.spool];
+            watermark::not_before(p.last, spool.floor, spool.said)
+        });
     }
 
     /// Sends held polls to the workers while fewer than `allowed` are under way.
     fn send_held(&mut self, now: u64) {
-        let room = self.allowed.saturating_sub(self.in_flight.len());
-        let n = room.min(self.held.len());
-        for (id, slot) in self.held.drain(..n).collect::<Vec<_>>() {
-            let p = &self.plugins[id];
+        let room = self.allowed.saturating_sub(self.plugins.polling());
+        let out = self.plugins.hand_out(room, now, self.env.now());
+        for (id, _slot) in out {
+            let p = self.plugins.get(id);
             let spool = &self.spools[p.spool];
             let job = Job {
                 id,
                 plugin: p.name.clone(),
-                slot,
                 not_before: watermark::not_before(p.last, spool.floor, spool.said),
                 writer: spool.writer.clone(),
                 commit: self.commit.clone(),
             };
-            self.in_flight.insert(id, (now, self.env.now()));
             self.stirred = true;
             let (link, env, reply) = (self.link.clone(), self.env.clone(), self.reply.clone());
             self.workers
@@ -409,28 +352,28 @@ impl<'a> Coordinator<'a> {
     /// `--connections`; back to `--connections` once nothing waits.
     fn grow(&mut self) {
         let base = self.cfg.connections.max(1);
-        if self.held.is_empty() {
-            if self.in_flight.len() <= base {
+        let held = self.plugins.held();
+        if held == 0 {
+            if self.plugins.polling() <= base {
                 self.allowed = base;
             }
             return;
         }
-        let all_stuck = !self.in_flight.is_empty()
-            && self
-                .in_flight
-                .values()
-                .all(|(_, at)| self.env.now().saturating_duration_since(*at) > STUCK);
+        let stuck = self.env.timings.stuck;
+        let all_stuck = self.plugins.iter().all(|(_, p)| match p.state() {
+            State::Polling { at, .. } => self.env.now().saturating_duration_since(at) > stuck,
+            _ => true,
+        }) && self.plugins.polling() > 0;
         let room = (base * 4).saturating_sub(self.allowed);
         if !all_stuck || room == 0 {
             return;
         }
-        let more = self.held.len().min(room);
+        let more = held.min(room);
         self.allowed += more;
         log_warn!(
             "every connection to munin-node is held by a request running over {} s \
-             (a hung plugin?) and {} poll(s) wait: {more} more opened, {} in all",
-            STUCK.as_secs(),
-            self.held.len(),
+             (a hung plugin?) and {held} poll(s) wait: {more} more opened, {} in all",
+            stuck.as_secs(),
             self.allowed
         );
     }
@@ -544,9 +487,7 @@ impl<'a> Coordinator<'a> {
         if !hostname.is_empty() {
             self.spools[0].hostname = hostname;
         }
-        for p in &mut self.plugins {
-            p.listed = false;
-        }
+        self.plugins.unlist_all();
         for (node, names) in lists {
             if let Some(spool) = self.spool_for(&node) {
                 self.update_plugins(spool, &names);
@@ -558,76 +499,22 @@ impl<'a> Coordinator<'a> {
     fn update_plugins(&mut self, spool: usize, list: &[String]) {
         let now = self.env.unix();
         let list = self.spoolable(spool, list);
+        let known = &self.spools[spool];
         for name in &list {
-            let id = match self.by_name.get(&(spool, name.clone())) {
-                Some(&id) => id,
-                None => {
-                    let id = self.plugins.len();
-                    self.plugins.push(Plugin {
-                        spool,
-                        name: name.clone(),
-                        rate: self.cfg.default_rate,
-                        listed: false,
-                        scheduled: false,
-                        failing: false,
-                        last: self.spools[spool]
-                            .newest
-                            .get(&sanitise(name.as_bytes()))
-                            .copied(),
-                        took: self.spools[spool]
-                            .before
-                            .poll_ms(name)
-                            .map(Duration::from_millis),
-                    });
-                    self.by_name.insert((spool, name.clone()), id);
+            // First poll right away (a plugin not polled yet), then on its own slots.
+            self.plugins
+                .list(spool, name, now, self.cfg.default_rate, || {
                     log_debug!("new plugin {name}");
-                    id
-                }
-            };
-            let p = &mut self.plugins[id];
-            p.listed = true;
-            if !p.scheduled {
-                // First poll right away, then on the plugin's own slots.
-                self.schedule.add_due(id, p.rate, now);
-                p.scheduled = true;
-            }
+                    (
+                        known.newest.get(&sanitise(name.as_bytes())).copied(),
+                        known.before.poll_ms(name).map(Duration::from_millis),
+                    )
+                });
         }
         if let Err(e) = self.spools[spool].writer.write_list(&list) {
             log_error!("{e}");
         }
         self.spools[spool].dirty = true;
-    }
-
-    /// Spools the daemon's own health (see `health`) into the spool directory itself.
-    fn spool_health(&mut self, now: u64) {
-        let root = &self.spools[0];
-        if now <= self.last_health || now <= root.floor {
-            return;
-        }
-        let mut bytes = 0;
-        let mut lag: Option<u64> = None;
-        for spool in &self.spools {
-            let dir = spool.writer.dir();
-            if let Ok(s) = Spool::open(dir) {
-                for f in s.interval_files().unwrap_or_default() {
-                    bytes += s.size_of(&f);
-                }
-            }
-            let cursor = std::fs::read(dir.join(CURSOR_FILE))
-                .ok()
-                .and_then(|t| parse_cursor(&t));
-            if let Some(c) = cursor {
-                let l = now.saturating_sub(c);
-                lag = Some(lag.map_or(l, |m| m.max(l)));
-            }
-        }
-        let lines = self.health.output(self.cfg.default_rate, bytes, lag);
-        let mut body = Vec::new();
-        record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
-        match root.writer.append(PLUGIN, now, &body) {
-            Ok(()) => self.last_health = now,
-            Err(e) => log_debug!("{PLUGIN}: {e}"),
-        }
     }
 
     /// The plugins of a list that can be spooled: a name must fit in a file name, and two
@@ -673,7 +560,6 @@ impl<'a> Coordinator<'a> {
 
     fn finished(&mut self, done: Done) {
         let now = self.env.unix();
-        self.in_flight.remove(&done.id);
         let outcome = match &done.result {
             Ok(sample) if sample.empty => Some(Outcome::Empty),
             Ok(_) => Some(Outcome::Written),
@@ -688,12 +574,6 @@ impl<'a> Coordinator<'a> {
         if let Some(outcome) = outcome {
             self.health.poll(outcome, done.took);
         }
-        let p = &mut self.plugins[done.id];
-        p.took = Some(done.took);
-        let retry = match &done.result {
-            Err(PollError::TooEarly { last }) => Some(last + 1),
-            _ => None,
-        };
         match &done.result {
             Err(PollError::Node(NodeError::Connect { .. })) => {
                 self.down_since.get_or_insert(self.env.now());
@@ -709,7 +589,11 @@ impl<'a> Coordinator<'a> {
             }
             _ => {}
         }
-        let p = &mut self.plugins[done.id];
+        let id = done.id;
+        let p = self.plugins.get_mut(id);
+        p.took = Some(done.took);
+        // Asked again the next second, not a whole (perhaps default) rate later.
+        let mut retry = None;
         match done.result {
             Ok(sample) => {
                 if p.failing {
@@ -719,17 +603,17 @@ impl<'a> Coordinator<'a> {
                 p.last = Some(sample.time);
                 let rate = sample.rate.unwrap_or(self.cfg.default_rate);
                 if rate != p.rate {
-                    p.rate = rate;
-                    self.schedule.set_rate(done.id, rate);
                     self.spools[p.spool].dirty = true;
+                    self.plugins.set_rate(id, rate);
                 }
                 // A sample alone changes only what SPOOL-META says for information
                 // (`last-timestamp`, `poll_ms`): written with the next complete_until,
                 // once the round is in, not once a second while it comes in.
             }
-            Err(e @ PollError::TooEarly { .. }) => {
+            Err(e @ PollError::TooEarly { last }) => {
                 // Expected after a restart within the second of the last sample.
                 log_info!("plugin {}: {e}", p.name);
+                retry = Some(last + 1);
             }
             Err(PollError::Stopped) => {}
             Err(PollError::Unknown) => {
@@ -747,16 +631,7 @@ impl<'a> Coordinator<'a> {
                 }
             }
         }
-        let listed = self.plugins[done.id].listed;
-        if let (true, Some(t)) = (listed, retry) {
-            // Asked again the next second, not a whole (perhaps default) rate later.
-            self.schedule.retry_at(done.id, t);
-        } else if listed {
-            self.schedule.done(done.id, done.slot, now);
-        } else {
-            self.schedule.remove(done.id);
-            self.plugins[done.id].scheduled = false;
-        }
+        self.plugins.back(id, now, retry);
     }
 
     /// Rewrites each node's SPOOL-META when something changed, at most once a second
@@ -768,7 +643,7 @@ impl<'a> Coordinator<'a> {
         // worst to find nothing new) rather than work out now what there would be.
         if !force
             && self.published.is_some_and(|at| {
-                self.env.now().saturating_duration_since(at) < Duration::from_secs(1)
+                self.env.now().saturating_duration_since(at) < self.env.timings.publish_every
             })
         {
             self.publish_pending |= std::mem::take(&mut self.stirred);
@@ -776,8 +651,8 @@ impl<'a> Coordinator<'a> {
         }
         self.stirred = false;
         let next_due = [
-            self.schedule.next_due(),
-            Some(self.next_health),
+            self.plugins.next_due(),
+            Some(self.health.next()),
             Some(self.next_list_at),
         ]
         .into_iter()
@@ -786,24 +661,9 @@ impl<'a> Coordinator<'a> {
         // What each spool's SPOOL-META would say, and whether that is news.
         let mut news = Vec::with_capacity(self.spools.len());
         for (i, spool) in self.spools.iter().enumerate() {
-            let mine = self
-                .plugins
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.spool == i);
-            let oldest = mine
-                .clone()
-                .filter_map(|(id, _)| self.in_flight.get(&id).map(|(t, _)| *t))
-                .chain(
-                    // Held polls go out now at the earliest.
-                    self.held
-                        .iter()
-                        .filter(|(id, _)| self.plugins[*id].spool == i)
-                        .map(|_| now),
-                )
-                .min();
+            let oldest = self.plugins.oldest(i, now);
             let complete = watermark::complete_until(oldest, next_due, now, spool.said, force);
-            let listed = mine.clone().any(|(_, p)| p.listed);
+            let listed = self.plugins.of_spool(i).any(|p| p.listed);
             let changed = spool.dirty || (listed && spool.said != Some(complete));
             news.push((complete, force || changed));
         }
@@ -822,11 +682,6 @@ impl<'a> Coordinator<'a> {
                 self.publish_pending = true;
                 continue;
             }
-            let mine = self
-                .plugins
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.spool == i);
             let mut pairs = vec![
                 (
                     key::HOSTNAME.to_string(),
@@ -844,7 +699,7 @@ impl<'a> Coordinator<'a> {
                 (key::LAST_RUN_TIME.to_string(), now.to_string()),
                 (key::COMPLETE_UNTIL.to_string(), complete.to_string()),
             ];
-            for (_, p) in mine.filter(|(_, p)| p.listed) {
+            for p in self.plugins.of_spool(i).filter(|p| p.listed) {
                 pairs.push((key::plugin_rate(&p.name), p.rate.to_string()));
                 if let Some(took) = p.took {
                     pairs.push((key::poll_ms(&p.name), took.as_millis().to_string()));
@@ -880,49 +735,6 @@ impl<'a> Coordinator<'a> {
             self.published = Some(self.env.now());
         }
     }
-
-    fn cleanup(&self, now: u64) {
-        let max_age = self.cfg.interval.saturating_mul(self.cfg.retain);
-        for spool in &self.spools {
-            let dir = spool.writer.dir();
-            match spool.writer.cleanup(now, max_age) {
-                Ok(r) if r.removed > 0 => {
-                    log_info!(
-                        "cleanup of {}: {} old spool files removed",
-                        dir.display(),
-                        r.removed
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => log_error!("cleanup: {e}"),
-            }
-            let Some(max) = self.cfg.max_spool_bytes else {
-                continue;
-            };
-            match spool.writer.cap_size(now, max) {
-                Ok(r) => {
-                    if r.removed > 0 {
-                        log_warn!(
-                            "{} is over --max-spool-size ({max} bytes): dropped its {} oldest \
-                             files ({} bytes of samples a master may not have fetched)",
-                            dir.display(),
-                            r.removed,
-                            r.bytes
-                        );
-                    }
-                    if r.left > max {
-                        log_warn!(
-                            "{} holds {} bytes, over --max-spool-size ({max}), in files of the \
-                             current interval, which are kept: a shorter --interval helps",
-                            dir.display(),
-                            r.left
-                        );
-                    }
-                }
-                Err(e) => log_error!("size cap: {e}"),
-            }
-        }
-    }
 }
 
 /// Takes in how writing a spool's SPOOL-META went.
@@ -940,36 +752,5 @@ fn written(spool: &mut NodeSpool, result: Result<(), WriteError>) {
                 log_error!("{e}; munin-async keeps serving up to the last complete_until written");
             }
         }
-    }
-}
-
-/// Orders due polls: earliest slot first, then the plugins that took longest last time, so
-/// a slow one runs beside the quick ones instead of after them. Those never polled yet come
-/// first of all, in the order given. A round then lasts about as long as its slowest plugin.
-fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Duration>) {
-    due.sort_by_key(|&(id, slot)| (slot, Reverse(took(id).unwrap_or(Duration::MAX))));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::longest_first;
-    use std::time::Duration;
-
-    #[test]
-    fn due_polls_go_out_longest_first_and_unknown_before_all() {
-        let took = |id: usize| match id {
-            0 => Some(Duration::from_millis(50)),
-            1 => Some(Duration::from_millis(1040)),
-            2 => None,
-            3 => Some(Duration::from_millis(60)),
-            _ => None,
-        };
-        let mut due = vec![(0, 100), (1, 100), (2, 100), (3, 100), (4, 100)];
-        longest_first(&mut due, took);
-        assert_eq!(due, vec![(2, 100), (4, 100), (1, 100), (3, 100), (0, 100)]);
-        // An earlier slot (a late plugin) still goes before a longer one.
-        let mut due = vec![(1, 105), (0, 100)];
-        longest_first(&mut due, took);
-        assert_eq!(due, vec![(0, 100), (1, 105)]);
     }
 }

@@ -34,12 +34,6 @@ use crate::spool::Spool;
 use crate::util::clock::system_clock;
 use crate::{log_error, log_info, log_notice, log_warn};
 
-/// How long a stop waits for polls under way, so it still ends within a second.
-const STOP_GRACE: Duration = Duration::from_millis(700);
-/// How long a stop waits for writes under way (samples waiting for their group's sync,
-/// SPOOL-META): the disk, not a plugin, so they are waited for longer.
-const WRITE_GRACE: Duration = Duration::from_secs(10);
-
 /// One node's spool directory.
 pub(crate) struct NodeSpool {
     /// The node's name ("" for munin-node's own, spooled into the spool directory itself).
@@ -216,9 +210,9 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
 
 /// Turns every node until a stop: each when its next event is due or when an event of
 /// its comes, sleeping in between; `beat` is called each time round (every quarter of
-/// the watchdog interval `half` at least). Then waits for polls under way, up to
-/// [`STOP_GRACE`] (and writes under way up to [`WRITE_GRACE`]), and has each node
-/// publish what is complete.
+/// the watchdog interval `half` at least). Then waits for polls under way, up to the
+/// timings' `stop_grace` (and writes under way up to `write_grace`, see
+/// [`crate::asyncd::env::Timings`]), and has each node publish what is complete.
 pub(crate) fn drive(
     nodes: &mut [Coordinator],
     events: &Receiver<(usize, Event)>,
@@ -293,7 +287,8 @@ pub(crate) fn drive(
     let stopped = env.now();
     while nodes.iter().any(|n| n.in_flight() > 0) {
         let writing = nodes.iter().any(|n| n.writing());
-        let deadline = stopped + if writing { WRITE_GRACE } else { STOP_GRACE };
+        let t = env.timings;
+        let deadline = stopped + if writing { t.write_grace } else { t.stop_grace };
         let left = deadline.saturating_duration_since(env.now());
         match events.recv_timeout(left) {
             Ok((i, event @ (Event::Done(_) | Event::Published { .. }))) => {

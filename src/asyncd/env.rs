@@ -1,13 +1,12 @@
-//! What munin-asyncd's core takes from the world: the time, whether to stop or reload, and
-//! a way to tell systemd. The daemon gives it the system's ([`Env::system`]); a test gives
-//! it a clock it moves by hand and flags it sets, and runs a node's loop in-process.
+//! What munin-asyncd's core takes from the world: the time, whether to stop or reload, a
+//! way to tell systemd, and how long it waits for things ([`Timings`]). The daemon gives it
+//! the system's ([`Env::system`]); a test gives it a clock it moves by hand, flags it sets
+//! and timings of its choosing, and runs a node's loop in-process.
 
 #[cfg(test)]
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-#[cfg(test)]
-use std::time::Duration;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::asyncd::signals;
 
@@ -32,13 +31,51 @@ impl Clock for SystemClock {
     }
 }
 
+/// How long the core waits for things, and how often it looks after them. Timeouts of a
+/// request to munin-node are the command line's (`--timeout`, `--max-backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timings {
+    /// A request running this long holds its connection as if hung: when every poll under
+    /// way has run so long and polls wait, more may go out at once.
+    pub(crate) stuck: Duration,
+    /// How often old spool files are looked for.
+    pub(crate) cleanup_every: Duration,
+    /// How often the plugin list is read again.
+    pub(crate) relist_every: Duration,
+    /// The first wait before asking a munin-node that did not answer again (doubled up to
+    /// `--max-backoff` while it does not).
+    pub(crate) first_backoff: Duration,
+    /// The shortest time between two SPOOL-META writes of one node.
+    pub(crate) publish_every: Duration,
+    /// How long a stop waits for polls under way, so it still ends within a second.
+    pub(crate) stop_grace: Duration,
+    /// How long a stop waits for writes under way (samples waiting for their group's
+    /// sync, SPOOL-META): the disk, not a plugin, so they are waited for longer.
+    pub(crate) write_grace: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Timings {
+        Timings {
+            stuck: Duration::from_secs(3),
+            cleanup_every: Duration::from_secs(600),
+            relist_every: Duration::from_secs(3600),
+            first_backoff: Duration::from_secs(1),
+            publish_every: Duration::from_secs(1),
+            stop_grace: Duration::from_millis(700),
+            write_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// A flag a closure reads.
 type Flag = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// The clock, the stop and reload requests, and systemd.
+/// The clock, the stop and reload requests, systemd, and the timings.
 #[derive(Clone)]
 pub(crate) struct Env {
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) timings: Timings,
     stop: Flag,
     reload: Flag,
     notify: Arc<dyn Fn(&str) + Send + Sync>,
@@ -49,6 +86,7 @@ impl Env {
     pub(crate) fn system() -> Env {
         Env {
             clock: Arc::new(SystemClock),
+            timings: Timings::default(),
             stop: Arc::new(signals::terminate_requested),
             reload: Arc::new(signals::take_reload),
             notify: Arc::new(signals::sd_notify),
@@ -112,6 +150,7 @@ impl Fake {
         let (s, r, n) = (fake.clone(), fake.clone(), fake.clone());
         let env = Env {
             clock: fake.clone(),
+            timings: Timings::default(),
             stop: Arc::new(move || s.stop.load(Ordering::SeqCst)),
             reload: Arc::new(move || r.reload.swap(false, Ordering::SeqCst)),
             notify: Arc::new(move |state| n.told.lock().unwrap().push(state.to_string())),

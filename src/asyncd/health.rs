@@ -16,6 +16,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::asyncd::daemon::NodeSpool;
+use crate::asyncd::schedule::next_slot;
+use crate::log_debug;
+use crate::spool::writer::record_body;
+use crate::spool::{Spool, CURSOR_FILE};
+
 /// The plugin's name in the spool.
 pub(crate) const PLUGIN: &str = crate::spool::HEALTH_PLUGIN;
 
@@ -166,6 +172,87 @@ impl Health {
         self.latency_n = 0;
         out.lines().map(str::to_string).collect()
     }
+}
+
+/// A node's health: its counters, and when they are next spooled (every `rate` seconds,
+/// on its slots, into the spool directory itself).
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    counters: Health,
+    rate: u64,
+    next: u64,
+    last: u64,
+}
+
+impl Recorder {
+    /// Counters from nothing at `start`; the first sample a whole `rate` later, so that it
+    /// has something to say.
+    pub(crate) fn new(start: u64, rate: u64) -> Recorder {
+        Recorder {
+            counters: Health::default(),
+            rate,
+            next: start.saturating_add(rate),
+            last: 0,
+        }
+    }
+
+    /// A poll ended so, after `took`.
+    pub(crate) fn poll(&mut self, outcome: Outcome, took: Duration) {
+        self.counters.poll(outcome, took);
+    }
+
+    /// The second the next sample is due.
+    pub(crate) fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// When a sample is due at `now`, writes it into `spools[0]` (the spool directory
+    /// itself) with the size of all `spools` and the master's lag; says whether it was due.
+    /// Never at or before a second already spooled or promised before a restart.
+    pub(crate) fn turn(&mut self, now: u64, spools: &[NodeSpool]) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = next_slot(now, self.rate);
+        let Some(root) = spools.first() else {
+            return true;
+        };
+        if now <= self.last || now <= root.floor {
+            return true;
+        }
+        let (bytes, lag) = measure(spools, now);
+        let lines = self.counters.output(self.rate, bytes, lag);
+        let mut body = Vec::new();
+        record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
+        match root.writer.append(PLUGIN, now, &body) {
+            Ok(()) => self.last = now,
+            Err(e) => log_debug!("{PLUGIN}: {e}"),
+        }
+        true
+    }
+}
+
+/// The bytes in `spools`' interval files, and the seconds at `now` since the newest sample
+/// a master fetched from any of them (None before any fetch).
+fn measure(spools: &[NodeSpool], now: u64) -> (u64, Option<u64>) {
+    let mut bytes = 0;
+    let mut lag: Option<u64> = None;
+    for spool in spools {
+        let dir = spool.writer.dir();
+        if let Ok(s) = Spool::open(dir) {
+            for f in s.interval_files().unwrap_or_default() {
+                bytes += s.size_of(&f);
+            }
+        }
+        let cursor = std::fs::read(dir.join(CURSOR_FILE))
+            .ok()
+            .and_then(|t| parse_cursor(&t));
+        if let Some(c) = cursor {
+            let l = now.saturating_sub(c);
+            lag = Some(lag.map_or(l, |m| m.max(l)));
+        }
+    }
+    (bytes, lag)
 }
 
 /// Parses the cursor file's content.

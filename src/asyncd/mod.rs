@@ -18,6 +18,8 @@ pub(crate) mod health;
 mod in_process;
 pub(crate) mod node;
 pub(crate) mod poll;
+pub(crate) mod registry;
+pub(crate) mod retention;
 pub(crate) mod schedule;
 pub mod signals;
 pub(crate) mod watermark;

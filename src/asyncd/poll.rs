@@ -23,7 +23,6 @@ const MASTER_DEFAULT_RATE: u64 = 300;
 pub(crate) struct Job {
     pub(crate) id: usize,
     pub(crate) plugin: String,
-    pub(crate) slot: u64,
     /// The plugin's last sample is at this time minus one: a sample now must be later.
     pub(crate) not_before: u64,
     /// The spool of the plugin's node.
@@ -36,7 +35,6 @@ pub(crate) struct Job {
 /// What a worker reports.
 pub(crate) struct Done {
     pub(crate) id: usize,
-    pub(crate) slot: u64,
     /// How long the poll took.
     pub(crate) took: Duration,
     pub(crate) result: Result<Sample, PollError>,
@@ -116,7 +114,6 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
     }
     let report = Done {
         id: job.id,
-        slot: job.slot,
         took: env.now().saturating_duration_since(started),
         result,
     };
@@ -135,9 +132,7 @@ fn poll(
 ) -> Result<Sample, PollError> {
     let (plugin, not_before) = (job.plugin.as_str(), job.not_before);
     if conn.is_none() {
-        let mut c = NodeConn::connect(&link.host, link.timeout).map_err(PollError::Node)?;
-        c.cap("multigraph dirtyconfig").map_err(PollError::Node)?;
-        *conn = Some(c);
+        open(link, conn).map_err(PollError::Node)?;
     }
     let Some(c) = conn.as_mut() else {
         return Err(PollError::Unknown);
@@ -224,6 +219,16 @@ fn poll(
         }
     );
     Ok(Sample { time, rate, empty })
+}
+
+/// Opens a connection to the node into `conn`.
+fn open<'c>(
+    link: &NodeLink,
+    conn: &'c mut Option<NodeConn>,
+) -> Result<&'c mut NodeConn, NodeError> {
+    let mut c = NodeConn::connect(&link.host, link.timeout)?;
+    c.cap("multigraph dirtyconfig")?;
+    Ok(conn.insert(c))
 }
 
 /// What a failed reply said, for the log: its comment lines, or "nothing".

@@ -69,21 +69,14 @@ pub(crate) fn next_slot(t: u64, rate: u64) -> u64 {
 #[derive(Debug, Default)]
 pub(crate) struct Schedule {
     due: BinaryHeap<Reverse<(u64, usize)>>,
-    in_flight: Vec<bool>,
     rates: Vec<u64>,
 }
 
 impl Schedule {
-    /// An empty schedule.
-    pub(crate) fn new() -> Schedule {
-        Schedule::default()
-    }
-
     /// Adds plugin `id` with `rate`, first due at its next slot after `now`.
     pub(crate) fn add(&mut self, id: usize, rate: u64, now: u64) {
         if self.rates.len() <= id {
             self.rates.resize(id + 1, 0);
-            self.in_flight.resize(id + 1, false);
         }
         self.rates[id] = rate.max(1);
         self.due.push(Reverse((next_slot(now, rate), id)));
@@ -108,26 +101,20 @@ impl Schedule {
         self.due.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Takes the next plugin due at or before `now`, with the slot it is due for, and
-    /// marks it in flight.
+    /// Takes the next plugin due at or before `now` out of the schedule, with the slot it
+    /// is due for.
     pub(crate) fn pop_due(&mut self, now: u64) -> Option<(usize, u64)> {
         let Reverse((t, id)) = *self.due.peek()?;
         if t > now {
             return None;
         }
         self.due.pop();
-        if let Some(f) = self.in_flight.get_mut(id) {
-            *f = true;
-        }
         Some((id, t))
     }
 
     /// Plugin `id` is done (or failed) at `now`: it is due again at its first slot after
     /// both the slot it ran for and `now`.
     pub(crate) fn done(&mut self, id: usize, slot: u64, now: u64) {
-        if let Some(f) = self.in_flight.get_mut(id) {
-            *f = false;
-        }
         let rate = self.rates.get(id).copied().unwrap_or(300);
         self.due.push(Reverse((next_slot(slot.max(now), rate), id)));
     }
@@ -135,24 +122,7 @@ impl Schedule {
     /// Plugin `id` is done without a sample and must be asked again at `t`, off its slots
     /// (its sample would have repeated the time of the last one).
     pub(crate) fn retry_at(&mut self, id: usize, t: u64) {
-        if let Some(f) = self.in_flight.get_mut(id) {
-            *f = false;
-        }
         self.due.push(Reverse((t, id)));
-    }
-
-    /// Takes plugin `id` out of the schedule.
-    pub(crate) fn remove(&mut self, id: usize) {
-        self.due.retain(|Reverse((_, i))| *i != id);
-        if let Some(f) = self.in_flight.get_mut(id) {
-            *f = false;
-        }
-    }
-
-    /// Whether a request for plugin `id` is in flight (tests).
-    #[cfg(test)]
-    fn in_flight(&self, id: usize) -> bool {
-        self.in_flight.get(id).copied().unwrap_or(false)
     }
 }
 
@@ -195,11 +165,10 @@ mod tests {
 
     #[test]
     fn a_plugin_skipped_for_repeating_a_time_is_asked_again_the_next_second() {
-        let mut s = Schedule::new();
+        let mut s = Schedule::default();
         s.add_due(0, 300, 1000);
         assert_eq!(s.pop_due(1000), Some((0, 1000)));
         s.retry_at(0, 1001);
-        assert!(!s.in_flight(0));
         assert_eq!(s.pop_due(1000), None);
         assert_eq!(s.pop_due(1001), Some((0, 1001)));
         // Back on its slots once it has a sample.
@@ -209,7 +178,7 @@ mod tests {
 
     #[test]
     fn plugins_run_on_their_own_slots() {
-        let mut s = Schedule::new();
+        let mut s = Schedule::default();
         s.add(0, 5, 1000);
         s.add(1, 300, 1000);
         let mut runs = Vec::new();
@@ -229,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_slow_plugin_skips_its_overrun_slots_and_never_delays_the_others() {
-        let mut s = Schedule::new();
+        let mut s = Schedule::default();
         s.add(0, 5, 0); // takes 12 s per poll
         s.add(1, 5, 0); // instant
         let mut busy_until: Option<(u64, u64)> = None;

@@ -1,0 +1,386 @@
+//! The plugins of one munin-node, across its spools: what is known of each, and where
+//! each is in its cycle, one [`State`] per plugin. The [`Schedule`] and the queue of held
+//! polls are indexes the registry keeps in step with the states; nothing else changes
+//! them.
+//!
+//! A plugin's cycle: `Waiting` in the schedule for its next slot; due, `Held` until a
+//! connection is free (longest first); `Polling` while a worker asks munin-node; back to
+//! `Waiting` on its next slot, or `Off` when munin-node no longer lists it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::asyncd::schedule::Schedule;
+
+/// Where a plugin is in its cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Not polled: munin-node does not list it (any more).
+    Off,
+    /// In the schedule, waiting for the second it is due.
+    Waiting,
+    /// Due for `slot`, waiting for a connection.
+    Held { slot: u64 },
+    /// Its poll for `slot` is under way, handed out at `since` (seconds since the epoch)
+    /// and at `at` (to tell a hung one).
+    Polling { slot: u64, since: u64, at: Instant },
+}
+
+/// What is known of one plugin.
+#[derive(Debug)]
+pub(crate) struct Plugin {
+    /// Index into the node's spools.
+    pub(crate) spool: usize,
+    pub(crate) name: String,
+    /// Its `update_rate`, or the default.
+    pub(crate) rate: u64,
+    /// In munin-node's last list. A plugin under way when it leaves the list finishes its
+    /// poll, then is `Off`.
+    pub(crate) listed: bool,
+    /// Its last poll failed (logged once until it answers again).
+    pub(crate) failing: bool,
+    /// The time of its newest sample.
+    pub(crate) last: Option<u64>,
+    /// How long its last poll took (None before the first): the longest go out first.
+    pub(crate) took: Option<Duration>,
+    state: State,
+}
+
+impl Plugin {
+    /// Where it is in its cycle.
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+}
+
+/// Every plugin of a node, by id (their order of discovery).
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    plugins: Vec<Plugin>,
+    /// (spool, plugin name) → id.
+    by_name: BTreeMap<(usize, String), usize>,
+    /// When each `Waiting` plugin is due.
+    schedule: Schedule,
+    /// The `Held` plugins, in the order they go out.
+    held: VecDeque<usize>,
+    /// How many are `Polling`.
+    polling: usize,
+}
+
+impl Registry {
+    /// No plugin yet.
+    pub(crate) fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Plugin `id`.
+    pub(crate) fn get(&self, id: usize) -> &Plugin {
+        &self.plugins[id]
+    }
+
+    /// Plugin `id`, to change what is known of it (its state changes only through the
+    /// registry's methods).
+    pub(crate) fn get_mut(&mut self, id: usize) -> &mut Plugin {
+        &mut self.plugins[id]
+    }
+
+    /// Every plugin with its id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Plugin)> + Clone {
+        self.plugins.iter().enumerate()
+    }
+
+    /// The plugins of one spool.
+    pub(crate) fn of_spool(&self, spool: usize) -> impl Iterator<Item = &Plugin> + Clone {
+        self.plugins.iter().filter(move |p| p.spool == spool)
+    }
+
+    /// A new list is coming: every plugin is unlisted until [`Registry::list`] names it.
+    pub(crate) fn unlist_all(&mut self) {
+        for p in &mut self.plugins {
+            p.listed = false;
+        }
+    }
+
+    /// munin-node lists `name` for `spool`. A plugin not known before is made with
+    /// `rate`, and what the spool says of it (`last`, `took`); one not being polled is due
+    /// at `now`, then on its own slots. Gives its id.
+    pub(crate) fn list(
+        &mut self,
+        spool: usize,
+        name: &str,
+        now: u64,
+        rate: u64,
+        known: impl FnOnce() -> (Option<u64>, Option<Duration>),
+    ) -> usize {
+        let id = match self.by_name.get(&(spool, name.to_string())) {
+            Some(&id) => id,
+            None => {
+                let (last, took) = known();
+                let id = self.plugins.len();
+                self.plugins.push(Plugin {
+                    spool,
+                    name: name.to_string(),
+                    rate,
+                    listed: false,
+                    failing: false,
+                    last,
+                    took,
+                    state: State::Off,
+                });
+                self.by_name.insert((spool, name.to_string()), id);
+                id
+            }
+        };
+        let p = &mut self.plugins[id];
+        p.listed = true;
+        if p.state == State::Off {
+            self.schedule.add_due(id, p.rate, now);
+            p.state = State::Waiting;
+        }
+        id
+    }
+
+    /// Plugin `id`'s rate is `rate` from its next slot on.
+    pub(crate) fn set_rate(&mut self, id: usize, rate: u64) {
+        self.plugins[id].rate = rate;
+        self.schedule.set_rate(id, rate);
+    }
+
+    /// Queues the plugins due at `now`, the longest first behind those already held. One
+    /// whose sample could not yet be newer than what was promised (`not_before`, see
+    /// [`crate::asyncd::watermark`]) waits in the schedule for the second it can; one no
+    /// longer listed is `Off`.
+    pub(crate) fn take_due(&mut self, now: u64, not_before: impl Fn(&Plugin) -> u64) {
+        let mut due = Vec::new();
+        while let Some((id, slot)) = self.schedule.pop_due(now) {
+            let p = &mut self.plugins[id];
+            if !p.listed {
+                p.state = State::Off;
+                continue;
+            }
+            let t = not_before(p);
+            if t > now {
+                self.schedule.retry_at(id, t);
+                continue;
+            }
+            p.state = State::Held { slot };
+            due.push((id, slot));
+        }
+        longest_first(&mut due, |id| self.plugins[id].took);
+        self.held.extend(due.into_iter().map(|(id, _)| id));
+    }
+
+    /// Hands out up to `room` held polls, in order: they are `Polling` from `since`
+    /// (seconds since the epoch) and `at`. Gives each id with its slot.
+    pub(crate) fn hand_out(&mut self, room: usize, since: u64, at: Instant) -> Vec<(usize, u64)> {
+        let n = room.min(self.held.len());
+        let mut out = Vec::with_capacity(n);
+        for id in self.held.drain(..n) {
+            let p = &mut self.plugins[id];
+            if let State::Held { slot } = p.state {
+                p.state = State::Polling { slot, since, at };
+                out.push((id, slot));
+            }
+        }
+        self.polling += out.len();
+        out
+    }
+
+    /// Plugin `id`'s poll is back at `now`: it is due again at `retry` when given (off its
+    /// slots), else at its next slot after both `slot` and `now`; `Off` when no longer
+    /// listed. Gives the slot it was polled for, or None when it was not under way.
+    pub(crate) fn back(&mut self, id: usize, now: u64, retry: Option<u64>) -> Option<u64> {
+        let p = self.plugins.get_mut(id)?;
+        let State::Polling { slot, .. } = p.state else {
+            return None;
+        };
+        self.polling -= 1;
+        p.state = if !p.listed {
+            State::Off
+        } else {
+            match retry {
+                Some(t) => self.schedule.retry_at(id, t),
+                None => self.schedule.done(id, slot, now),
+            }
+            State::Waiting
+        };
+        Some(slot)
+    }
+
+    /// How many polls are under way.
+    pub(crate) fn polling(&self) -> usize {
+        self.polling
+    }
+
+    /// How many polls wait for a connection.
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The earliest second a `Waiting` plugin is due.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        self.schedule.next_due()
+    }
+
+    /// The earliest second a poll for `spool` under way or held went out (held ones go
+    /// out at `now` at the earliest): no sample of the spool before it can still come.
+    pub(crate) fn oldest(&self, spool: usize, now: u64) -> Option<u64> {
+        self.of_spool(spool)
+            .filter_map(|p| match p.state {
+                State::Polling { since, .. } => Some(since),
+                State::Held { .. } => Some(now),
+                State::Off | State::Waiting => None,
+            })
+            .min()
+    }
+
+    /// When the longest-running poll under way was handed out.
+    pub(crate) fn oldest_at(&self) -> Option<Instant> {
+        self.plugins
+            .iter()
+            .filter_map(|p| match p.state {
+                State::Polling { at, .. } => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+/// Orders due polls: earliest slot first, then the plugins that took longest last time, so
+/// a slow one runs beside the quick ones instead of after them. Those never polled yet come
+/// first of all, in the order given. A round then lasts about as long as its slowest plugin.
+fn longest_first(due: &mut [(usize, u64)], took: impl Fn(usize) -> Option<Duration>) {
+    due.sort_by_key(|&(id, slot)| (slot, Reverse(took(id).unwrap_or(Duration::MAX))));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_polls_go_out_longest_first_and_unknown_before_all() {
+        let took = |id: usize| match id {
+            0 => Some(Duration::from_millis(50)),
+            1 => Some(Duration::from_millis(1040)),
+            2 => None,
+            3 => Some(Duration::from_millis(60)),
+            _ => None,
+        };
+        let mut due = vec![(0, 100), (1, 100), (2, 100), (3, 100), (4, 100)];
+        longest_first(&mut due, took);
+        assert_eq!(due, vec![(2, 100), (4, 100), (1, 100), (3, 100), (0, 100)]);
+        // An earlier slot (a late plugin) still goes before a longer one.
+        let mut due = vec![(1, 105), (0, 100)];
+        longest_first(&mut due, took);
+        assert_eq!(due, vec![(0, 100), (1, 105)]);
+    }
+
+    /// Checks the indexes agree with the states.
+    fn consistent(r: &Registry) {
+        let polling = r
+            .plugins
+            .iter()
+            .filter(|p| matches!(p.state, State::Polling { .. }))
+            .count();
+        assert_eq!(polling, r.polling);
+        let held: Vec<usize> = r
+            .iter()
+            .filter(|(_, p)| matches!(p.state, State::Held { .. }))
+            .map(|(id, _)| id)
+            .collect();
+        let mut queued: Vec<usize> = r.held.iter().copied().collect();
+        queued.sort_unstable();
+        assert_eq!(held, queued);
+    }
+
+    fn known() -> (Option<u64>, Option<Duration>) {
+        (None, None)
+    }
+
+    #[test]
+    fn a_plugin_goes_round_its_cycle_with_one_state() {
+        let mut r = Registry::new();
+        let at = Instant::now();
+        let a = r.list(0, "a", 1000, 60, known);
+        let b = r.list(0, "b", 1000, 300, || {
+            (Some(900), Some(Duration::from_secs(2)))
+        });
+        assert_eq!(r.get(b).last, Some(900));
+        assert_eq!(r.get(a).state(), State::Waiting);
+        assert_eq!(r.next_due(), Some(1000));
+
+        // Due at once; one connection: the unknown `a` first, `b` held.
+        r.take_due(1000, |_| 0);
+        consistent(&r);
+        assert_eq!(r.hand_out(1, 1000, at), [(a, 1000)]);
+        assert_eq!(r.get(b).state(), State::Held { slot: 1000 });
+        assert_eq!(r.oldest(0, 1001), Some(1000));
+        assert_eq!(r.oldest(1, 1001), None);
+        consistent(&r);
+
+        // `a` back: due at its next slot; `b` goes out.
+        assert_eq!(r.back(a, 1001, None), Some(1000));
+        assert_eq!(r.get(a).state(), State::Waiting);
+        assert_eq!(r.hand_out(4, 1001, at), [(b, 1000)]);
+        assert_eq!(r.oldest(0, 1002), Some(1001));
+        assert_eq!((r.polling(), r.held()), (1, 0));
+        consistent(&r);
+
+        // `b` leaves munin-node's list while under way: it finishes, then is Off.
+        r.unlist_all();
+        r.list(0, "a", 1002, 60, known);
+        assert_eq!(
+            r.get(b).state(),
+            State::Polling {
+                slot: 1000,
+                since: 1001,
+                at
+            }
+        );
+        assert_eq!(r.back(b, 1003, None), Some(1000));
+        assert_eq!(r.get(b).state(), State::Off);
+        assert_eq!(r.back(b, 1003, None), None, "a second report is ignored");
+        assert_eq!(r.next_due(), Some(1020));
+        consistent(&r);
+
+        // Listed again: due at once, same id, what was known kept.
+        assert_eq!(r.list(0, "b", 1004, 60, known), b);
+        assert_eq!(r.get(b).last, Some(900));
+        assert_eq!(r.next_due(), Some(1004));
+
+        // Unlisted while waiting: Off when due, not polled.
+        r.unlist_all();
+        r.list(0, "a", 1005, 60, known);
+        r.take_due(1005, |_| 0);
+        assert_eq!(r.get(b).state(), State::Off);
+        assert_eq!(r.held(), 0);
+        consistent(&r);
+    }
+
+    #[test]
+    fn a_plugin_that_cannot_go_out_yet_waits_for_its_second_and_a_retry_is_off_its_slots() {
+        let mut r = Registry::new();
+        let at = Instant::now();
+        let a = r.list(0, "a", 1000, 300, known);
+        r.take_due(1000, |_| 1002);
+        assert_eq!(r.held(), 0);
+        assert_eq!(r.next_due(), Some(1002));
+        r.take_due(1002, |_| 1002);
+        assert_eq!(r.hand_out(1, 1002, at), [(a, 1002)]);
+        // Its sample would repeat a second: asked again the next.
+        r.back(a, 1002, Some(1003));
+        assert_eq!(r.next_due(), Some(1003));
+        r.take_due(1003, |_| 0);
+        r.hand_out(1, 1003, at);
+        r.back(a, 1003, None);
+        assert_eq!(r.next_due(), Some(1200));
+        // A rate change takes effect from the next slot.
+        r.set_rate(a, 60);
+        r.take_due(1200, |_| 0);
+        r.hand_out(1, 1200, at);
+        r.back(a, 1200, None);
+        assert_eq!(r.next_due(), Some(1260));
+        consistent(&r);
+    }
+}
