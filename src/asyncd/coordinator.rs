@@ -141,7 +141,7 @@ impl<'a> Coordinator<'a> {
             link: Arc::new(NodeLink::new(
                 &cfg.host,
                 cfg.request_timeout,
-                cfg.connections,
+                (cfg.connections, env.timings.keep_connection),
                 cfg.default_rate,
             )),
             reply,

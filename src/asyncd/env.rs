@@ -42,6 +42,9 @@ pub(crate) struct Timings {
     pub(crate) cleanup_every: Duration,
     /// How often the plugin list is read again.
     pub(crate) relist_every: Duration,
+    /// How long a connection to munin-node is used for polls: munin-node ends each session
+    /// after its `global_timeout` (900 s by default) and runs no plugin in its last 5 s.
+    pub(crate) keep_connection: Duration,
     /// The first wait before asking a munin-node that did not answer again (doubled up to
     /// `--max-backoff` while it does not).
     pub(crate) first_backoff: Duration,
@@ -60,6 +63,7 @@ impl Default for Timings {
             stuck: Duration::from_secs(3),
             cleanup_every: Duration::from_secs(600),
             relist_every: Duration::from_secs(3600),
+            keep_connection: Duration::from_secs(300),
             first_backoff: Duration::from_secs(1),
             publish_every: Duration::from_secs(1),
             stop_grace: Duration::from_millis(700),

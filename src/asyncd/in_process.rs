@@ -2,8 +2,8 @@
 //! ten minutes of schedule in well under a second, with no process started and no sleep.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::atomic::Ordering;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -23,42 +23,104 @@ use crate::spool::meta::SpoolMeta;
 /// A whole hour: slots of every rate line up on it.
 const T0: u64 = 1_800_000_000;
 
-/// A munin-node on 127.0.0.1 serving `plugins` (read at each `list`): `fast` declares
+/// What a test does to its fake munin-node while it runs.
+#[derive(Default)]
+struct Control {
+    /// The plugins served (read at each `list`).
+    plugins: Mutex<Vec<String>>,
+    /// Down: the port refuses connections, and open ones are closed.
+    down: AtomicBool,
+    /// Moved on to close every open connection at its next request (as munin-node ends a
+    /// session after its global_timeout, or restarts).
+    generation: AtomicU64,
+}
+
+impl Control {
+    fn serving(plugins: &[&str]) -> Arc<Control> {
+        let c = Control::default();
+        *c.plugins.lock().unwrap() = plugins.iter().map(|p| p.to_string()).collect();
+        Arc::new(c)
+    }
+}
+
+/// A munin-node on 127.0.0.1 serving what `control` says: `fast` declares
 /// `update_rate 60`, the others none. Every connection has a thread; the port is returned.
-fn fake_munin_node(plugins: Arc<Mutex<Vec<String>>>) -> u16 {
+fn fake_munin_node(control: Arc<Control>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut out) = stream else { return };
-            let plugins = plugins.clone();
-            thread::spawn(move || {
-                let mut lines = BufReader::new(out.try_clone().unwrap());
-                let _ = out.write_all(b"# munin node at fake.example\n");
-                let mut line = String::new();
-                while lines.read_line(&mut line).unwrap_or(0) > 0 {
-                    let words: Vec<&str> = line.split_whitespace().collect();
-                    let answer = match words.as_slice() {
-                        ["cap", ..] => "cap multigraph dirtyconfig\n".to_string(),
-                        ["nodes"] => "fake.example\n.\n".to_string(),
-                        ["list", ..] => plugins.lock().unwrap().join(" ") + "\n",
-                        ["config", p] if plugins.lock().unwrap().iter().any(|q| q == p) => {
-                            let rate = if *p == "fast" { "update_rate 60\n" } else { "" };
-                            format!("graph_title {p}\n{rate}x.label x\n.\n")
-                        }
-                        ["fetch", _] => "x.value 1\n.\n".to_string(),
-                        ["quit"] => return,
-                        _ => "# Unknown service\n.\n".to_string(),
-                    };
-                    if out.write_all(answer.as_bytes()).is_err() {
-                        return;
-                    }
-                    line.clear();
+        let mut listener = Some(listener);
+        // Bounded: the test process ends long before.
+        for _ in 0..6_000_000 {
+            let down = control.down.load(Ordering::SeqCst);
+            match (&listener, down) {
+                (Some(_), true) => listener = None,
+                (None, false) => {
+                    listener = Some(TcpListener::bind(("127.0.0.1", port)).unwrap());
                 }
-            });
+                _ => {}
+            }
+            let Some(l) = &listener else {
+                thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            l.set_nonblocking(true).unwrap();
+            let Ok((out, _)) = l.accept() else {
+                thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            out.set_nonblocking(false).unwrap();
+            let control = control.clone();
+            thread::spawn(move || serve(out, &control));
         }
     });
     port
+}
+
+/// One connection to the fake munin-node.
+fn serve(mut out: TcpStream, control: &Control) {
+    let born = control.generation.load(Ordering::SeqCst);
+    let mut lines = BufReader::new(out.try_clone().unwrap());
+    let _ = out.write_all(b"# munin node at fake.example\n");
+    let mut line = String::new();
+    while lines.read_line(&mut line).unwrap_or(0) > 0 {
+        if control.down.load(Ordering::SeqCst) || control.generation.load(Ordering::SeqCst) != born
+        {
+            return;
+        }
+        let plugins = control.plugins.lock().unwrap().clone();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["cap", ..] => "cap multigraph dirtyconfig\n".to_string(),
+            ["nodes"] => "fake.example\n.\n".to_string(),
+            ["list", ..] => plugins.join(" ") + "\n",
+            ["config", p] if plugins.iter().any(|q| q == p) => {
+                let rate = if *p == "fast" { "update_rate 60\n" } else { "" };
+                format!("graph_title {p}\n{rate}x.label x\n.\n")
+            }
+            ["fetch", _] => "x.value 1\n.\n".to_string(),
+            ["quit"] => return,
+            _ => "# Unknown service\n.\n".to_string(),
+        };
+        if out.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        line.clear();
+    }
+}
+
+/// Waits (up to 5 s) until the fake munin-node's port accepts connections, or refuses them.
+fn wait_for_port(port: u16, accepts: bool) {
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() == accepts {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "port {port} still not {}",
+        if accepts { "open" } else { "closed" }
+    );
 }
 
 fn config(port: u16, dir: &std::path::Path) -> DaemonConfig {
@@ -72,7 +134,8 @@ fn config(port: u16, dir: &std::path::Path) -> DaemonConfig {
 }
 
 /// Turns `node` as the driving loop does, moving the clock to each next wake while
-/// nothing is under way, until the clock reaches `end`. Says at which times it woke.
+/// nothing is under way, until the clock has reached `end` and what was due then is done.
+/// Says at which times it woke.
 fn run_until(
     node: &mut Coordinator,
     events: &Receiver<(usize, Event)>,
@@ -124,8 +187,8 @@ fn complete_until(dir: &std::path::Path) -> u64 {
 
 #[test]
 fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
-    let plugins = Arc::new(Mutex::new(vec!["fast".to_string(), "slow".to_string()]));
-    let port = fake_munin_node(plugins.clone());
+    let control = Control::serving(&["fast", "slow"]);
+    let port = fake_munin_node(control.clone());
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(port, dir.path());
     let (fake, env) = Fake::new(T0 + 5);
@@ -178,7 +241,7 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
 
     // A plugin added and a reload: polled as soon as the list is read, yet after
     // everything promised already; systemd hears the reload begin and end.
-    plugins.lock().unwrap().push("added".to_string());
+    control.plugins.lock().unwrap().push("added".to_string());
     let promised = complete_until(dir.path());
     node.reload();
     run_until(&mut node, &rx, &fake, &env, T0 + 720);
@@ -200,8 +263,7 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
 
 #[test]
 fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
-    let plugins = Arc::new(Mutex::new(vec!["slow".to_string()]));
-    let port = fake_munin_node(plugins);
+    let port = fake_munin_node(Control::serving(&["slow"]));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(port, dir.path());
     let (fake, env) = Fake::new(T0);
@@ -225,4 +287,55 @@ fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
     drive(&mut [node], &rx, &env, None, || {});
     assert!(times(dir.path(), "slow").is_empty());
     assert_eq!(complete_until(dir.path()), T0);
+}
+
+#[test]
+fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_it_is_away() {
+    let control = Control::serving(&["fast", "slow"]);
+    let port = fake_munin_node(control.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(port, dir.path());
+    let (fake, env) = Fake::new(T0 + 5);
+    let workers = Workers::new(4);
+    let (tx, rx) = channel();
+    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
+    let reply = Reply { node: 0, tx };
+    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, None);
+    run_until(&mut node, &rx, &fake, &env, T0 + 120);
+    assert_eq!(times(dir.path(), "fast"), [T0 + 5, T0 + 60, T0 + 120]);
+
+    // munin-node ends every session (its global_timeout, 15 minutes by default): the
+    // connections kept idle are closed, and the next poll still gets its sample.
+    control.generation.fetch_add(1, Ordering::SeqCst);
+    run_until(&mut node, &rx, &fake, &env, T0 + 180);
+    assert_eq!(times(dir.path(), "fast").last(), Some(&(T0 + 180)));
+
+    // munin-node away for two slots (240, 300): those polls fail, nothing else does, and
+    // the promise does not wait for them.
+    control.down.store(true, Ordering::SeqCst);
+    wait_for_port(port, false);
+    run_until(&mut node, &rx, &fake, &env, T0 + 305);
+    assert_eq!(times(dir.path(), "fast").last(), Some(&(T0 + 180)));
+    assert_eq!(times(dir.path(), "slow"), [T0 + 5]);
+    assert!(complete_until(dir.path()) >= T0 + 300);
+    // The health sample at 305 counts the three polls munin-node did not answer.
+    let health: Vec<_> = accepted(dir.path())
+        .unwrap()
+        .into_iter()
+        .filter(|(s, t, _)| s == "munin_asyncd" && *t == T0 + 305)
+        .collect();
+    assert_eq!(health.len(), 1);
+    let body = String::from_utf8_lossy(&health[0].2).to_string();
+    assert!(body.contains("node.value 3"), "{body}");
+    assert!(body.contains("written.value 5"), "{body}");
+
+    // Back: polled on the next slots, the first on a new connection.
+    control.down.store(false, Ordering::SeqCst);
+    wait_for_port(port, true);
+    run_until(&mut node, &rx, &fake, &env, T0 + 420);
+    let fast: Vec<u64> = [5, 60, 120, 180, 360, 420].iter().map(|s| T0 + s).collect();
+    assert_eq!(times(dir.path(), "fast"), fast);
+    assert_eq!(times(dir.path(), "slow"), [T0 + 5]);
+    let served = served(dir.path()).unwrap();
+    assert_eq!(served.iter().filter(|(g, _)| g == "fast").count(), 6);
 }

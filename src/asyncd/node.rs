@@ -96,6 +96,8 @@ pub(crate) struct NodeConn {
     timeout: Duration,
     /// The host name in the node's greeting.
     pub(crate) hostname: String,
+    /// When it was opened (by the clock of whoever opened it: see `poll::open`).
+    pub(crate) born: Instant,
 }
 
 impl NodeConn {
@@ -137,6 +139,7 @@ impl NodeConn {
             ),
             timeout,
             hostname: String::new(),
+            born: Instant::now(),
         };
         let greeting = conn.read_line("(greeting)")?;
         let text = String::from_utf8_lossy(&greeting);

@@ -69,6 +69,18 @@ pub(crate) enum PollError {
     },
 }
 
+impl PollError {
+    /// Whether a connection's session may have ended under the request: closed, or a
+    /// config that said nothing at all (munin-node's answer in a session's last 5 s).
+    fn ended_session(&self) -> bool {
+        match self {
+            PollError::Node(NodeError::Closed { .. }) => true,
+            PollError::Plugin { request, said } => *request == "config" && said == NOTHING,
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for PollError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -99,8 +111,20 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
             last: job.not_before - 1,
         })
     } else {
-        conn = link.take();
-        poll(link, env, &mut conn, &job)
+        conn = link.take(env.now());
+        let kept = conn.is_some();
+        match poll(link, env, &mut conn, &job) {
+            Err(e) if kept && e.ended_session() => {
+                // A connection kept idle may have been closed meanwhile: munin-node ends
+                // every session after its global_timeout (15 minutes by default) and at a
+                // restart, and runs no plugin in a session's last 5 s. Once more on a new
+                // one.
+                log_debug!("plugin {}: {e}; again on a new connection", job.plugin);
+                conn = None;
+                poll(link, env, &mut conn, &job)
+            }
+            result => result,
+        }
     };
     // After a node, write or plugin fault the connection may be in any state, or held by
     // a munin-node process left over from before a restart: it is not kept.
@@ -131,11 +155,9 @@ fn poll(
     job: &Job,
 ) -> Result<Sample, PollError> {
     let (plugin, not_before) = (job.plugin.as_str(), job.not_before);
-    if conn.is_none() {
-        open(link, conn).map_err(PollError::Node)?;
-    }
-    let Some(c) = conn.as_mut() else {
-        return Err(PollError::Unknown);
+    let c = match conn {
+        Some(c) => c,
+        None => open(link, env, conn).map_err(PollError::Node)?,
     };
     let config_time = env.unix();
     let config = c.config(plugin).map_err(PollError::Node)?;
@@ -221,15 +243,20 @@ fn poll(
     Ok(Sample { time, rate, empty })
 }
 
-/// Opens a connection to the node into `conn`.
+/// Opens a connection to the node into `conn`, born by `env`'s clock.
 fn open<'c>(
     link: &NodeLink,
+    env: &Env,
     conn: &'c mut Option<NodeConn>,
 ) -> Result<&'c mut NodeConn, NodeError> {
     let mut c = NodeConn::connect(&link.host, link.timeout)?;
     c.cap("multigraph dirtyconfig")?;
+    c.born = env.now();
     Ok(conn.insert(c))
 }
+
+/// What a reply without comment lines said.
+const NOTHING: &str = "nothing";
 
 /// What a failed reply said, for the log: its comment lines, or "nothing".
 fn comments(reply: &[Vec<u8>]) -> String {
@@ -240,7 +267,7 @@ fn comments(reply: &[Vec<u8>]) -> String {
         .map(|l| Quoted(&l[..l.len().min(100)]).to_string())
         .collect();
     if said.is_empty() {
-        "nothing".to_string()
+        NOTHING.to_string()
     } else {
         said.join(", ")
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::asyncd::node::NodeConn;
 use crate::log_error;
@@ -33,24 +33,41 @@ pub(crate) struct NodeLink {
     pub(crate) default_rate: u64,
     /// How many idle connections are kept.
     keep: usize,
+    /// How long a connection is used (see [`crate::asyncd::env::Timings`]).
+    keep_for: Duration,
     idle: Mutex<Vec<NodeConn>>,
 }
 
 impl NodeLink {
-    /// A node at `host`, keeping at most `keep` idle connections.
-    pub(crate) fn new(host: &str, timeout: Duration, keep: usize, default_rate: u64) -> NodeLink {
+    /// A node at `host`, keeping at most `keep` idle connections, each for `keep_for`
+    /// from when it was opened.
+    pub(crate) fn new(
+        host: &str,
+        timeout: Duration,
+        (keep, keep_for): (usize, Duration),
+        default_rate: u64,
+    ) -> NodeLink {
         NodeLink {
             host: host.to_string(),
             timeout,
             default_rate,
             keep: keep.max(1),
+            keep_for,
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    /// An idle connection, if there is one.
-    pub(crate) fn take(&self) -> Option<NodeConn> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    /// An idle connection opened less than `keep_for` before `now`, if there is one
+    /// (older ones are closed).
+    pub(crate) fn take(&self, now: Instant) -> Option<NodeConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(conn) = idle.pop() {
+            if now.saturating_duration_since(conn.born) < self.keep_for {
+                return Some(conn);
+            }
+            conn.quit();
+        }
+        None
     }
 
     /// Gives a connection back after a good poll (closed if enough are idle).
@@ -166,8 +183,9 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
     use std::sync::atomic::AtomicU64;
-    use std::time::Instant;
 
     #[test]
     fn tasks_run_on_at_most_max_threads_and_all_of_them_run() {
@@ -212,5 +230,41 @@ mod tests {
             }
         }
         assert_eq!(w.running(), 1);
+    }
+
+    #[test]
+    fn a_connection_is_kept_for_its_time_and_no_longer_and_no_more_than_keep() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().take(3) {
+                let mut s = s.unwrap();
+                s.write_all(b"# munin node at x\n").unwrap();
+                held.push(s);
+            }
+            thread::sleep(Duration::from_secs(5));
+        });
+        let link = NodeLink::new(
+            &addr,
+            Duration::from_secs(5),
+            (2, Duration::from_secs(300)),
+            300,
+        );
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            let mut c = NodeConn::connect(&addr, Duration::from_secs(5)).unwrap();
+            c.born = t0;
+            link.give_back(c);
+        }
+        assert_eq!(
+            link.idle.lock().unwrap().len(),
+            2,
+            "at most --connections kept"
+        );
+        assert!(link.take(t0 + Duration::from_secs(299)).is_some());
+        // The other one is past its time: closed, not given.
+        assert!(link.take(t0 + Duration::from_secs(300)).is_none());
+        assert!(link.idle.lock().unwrap().is_empty());
     }
 }
