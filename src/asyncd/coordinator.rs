@@ -46,6 +46,11 @@ pub(crate) type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeEr
 /// What wakes the driving loop for a node: a poll done, the plugin list read, or (for
 /// the loop itself) a signal.
 pub(crate) enum Event {
+    /// A poll wrote its record, which waits for the group commit's sync: its connection
+    /// is free, and its `Done` follows the sync.
+    Written {
+        id: usize,
+    },
     Done(Done),
     Listed(ListResult),
     /// A spool's SPOOL-META written (or not).
@@ -255,13 +260,19 @@ impl<'a> Coordinator<'a> {
 
     /// How many polls and SPOOL-META writes are under way.
     pub(crate) fn in_flight(&self) -> usize {
-        self.plugins.polling() + self.spools.iter().filter(|s| s.writing).count()
+        self.plugins.under_way() + self.spools.iter().filter(|s| s.writing).count()
     }
 
     /// Whether writes are under way: samples waiting for their group's sync, or SPOOL-META.
     pub(crate) fn writing(&self) -> bool {
         self.spools.iter().any(|s| s.writing)
             || self.commit.as_ref().is_some_and(|c| c.pending() > 0)
+    }
+
+    /// How many polls hold a connection.
+    #[cfg(test)]
+    pub(crate) fn polling(&self) -> usize {
+        self.plugins.polling()
     }
 
     /// Whether polls or the list are under way or waiting to go out.
@@ -274,11 +285,11 @@ impl<'a> Coordinator<'a> {
     /// complete (with nothing in flight, every sample up to now; a restart takes none at
     /// or before it, see `floor`).
     pub(crate) fn finish(&mut self) {
-        if self.plugins.polling() > 0 {
+        if self.plugins.under_way() > 0 {
             log_info!(
                 "{}: {} poll(s) still under way abandoned",
                 self.cfg.host,
-                self.plugins.polling()
+                self.plugins.under_way()
             );
         }
         self.publish(self.env.unix(), true);
@@ -288,6 +299,9 @@ impl<'a> Coordinator<'a> {
     pub(crate) fn handle(&mut self, event: Event) {
         self.stirred |= !matches!(event, Event::Published { .. } | Event::Wake);
         match event {
+            Event::Written { id } => {
+                self.plugins.written(id);
+            }
             Event::Done(done) => self.finished(done),
             Event::Listed(result) => {
                 self.listing = false;
@@ -336,6 +350,7 @@ impl<'a> Coordinator<'a> {
             let job = Job {
                 id,
                 plugin: p.name.clone(),
+                pipeline: p.dirty == Some(false),
                 not_before: watermark::not_before(p.last, spool.floor, spool.said),
                 writer: spool.writer.clone(),
                 commit: self.commit.clone(),
@@ -601,6 +616,7 @@ impl<'a> Coordinator<'a> {
                     p.failing = false;
                 }
                 p.last = Some(sample.time);
+                p.dirty = Some(sample.dirty);
                 let rate = sample.rate.unwrap_or(self.cfg.default_rate);
                 if rate != p.rate {
                     self.spools[p.spool].dirty = true;

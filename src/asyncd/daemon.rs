@@ -194,8 +194,9 @@ pub fn run_all(cfgs: &[DaemonConfig]) -> Result<(), WriteError> {
     thread::scope(|scope| {
         if let Some(every) = signals::watchdog_interval() {
             let beat = &beat;
-            if let Err(e) =
-                thread::Builder::new().spawn_scoped(scope, move || watchdog(every, started, beat))
+            if let Err(e) = thread::Builder::new()
+                .name("watchdog".into())
+                .spawn_scoped(scope, move || watchdog(every, started, beat))
             {
                 log_error!("cannot start the watchdog's thread: {e}; systemd will restart us");
             }
@@ -291,7 +292,7 @@ pub(crate) fn drive(
         let deadline = stopped + if writing { t.write_grace } else { t.stop_grace };
         let left = deadline.saturating_duration_since(env.now());
         match events.recv_timeout(left) {
-            Ok((i, event @ (Event::Done(_) | Event::Published { .. }))) => {
+            Ok((i, event @ (Event::Done(_) | Event::Written { .. } | Event::Published { .. }))) => {
                 if let Some(node) = nodes.get_mut(i) {
                     node.handle(event);
                 }

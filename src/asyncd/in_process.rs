@@ -44,7 +44,7 @@ impl Control {
 }
 
 /// A munin-node on 127.0.0.1 serving what `control` says: `fast` declares
-/// `update_rate 60`, the others none. Every connection has a thread; the port is returned.
+/// `update_rate 60`, the others none; `hang` takes 1.5 s (real time) to answer. Every connection has a thread; the port is returned.
 fn fake_munin_node(control: Arc<Control>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -94,6 +94,11 @@ fn serve(mut out: TcpStream, control: &Control) {
             ["cap", ..] => "cap multigraph dirtyconfig\n".to_string(),
             ["nodes"] => "fake.example\n.\n".to_string(),
             ["list", ..] => plugins.join(" ") + "\n",
+            ["config", "hang"] => {
+                // A hung plugin, as far as a test on the fake clock can tell.
+                thread::sleep(Duration::from_millis(1500));
+                "graph_title hang\nx.label x\n.\n".to_string()
+            }
             ["config", p] if plugins.iter().any(|q| q == p) => {
                 let rate = if *p == "fast" { "update_rate 60\n" } else { "" };
                 format!("graph_title {p}\n{rate}x.label x\n.\n")
@@ -338,4 +343,63 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
     assert_eq!(times(dir.path(), "slow"), [T0 + 5]);
     let served = served(dir.path()).unwrap();
     assert_eq!(served.iter().filter(|(g, _)| g == "fast").count(), 6);
+}
+
+#[test]
+fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
+    let control = Control::serving(&["hang", "fast"]);
+    let port = fake_munin_node(control);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(port, dir.path());
+    cfg.connections = 1;
+    let (fake, mut env) = Fake::new(T0);
+    env.timings.stuck = Duration::from_secs(20);
+    let workers = Workers::new(4);
+    let (tx, rx) = channel();
+    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
+    let mut node = Coordinator::new(
+        &cfg,
+        root,
+        &workers,
+        env.clone(),
+        Reply { node: 0, tx },
+        None,
+    );
+    // The list, then one connection: `hang` (first in the list) takes it, `fast` waits.
+    // Polled once the list is in and nothing promised can be preceded (the second after
+    // the start).
+    for _ in 0..100 {
+        let next = node.turn();
+        if node.polling() > 0 {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((_, event)) => node.handle(event),
+            Err(_) => fake.advance_to(next),
+        }
+    }
+    assert_eq!(node.polling(), 1);
+    let start = env.unix();
+    // Past the default 3 s, not past the 20 s given.
+    fake.advance(Duration::from_secs(5));
+    node.turn();
+    assert_eq!(
+        node.polling(),
+        1,
+        "more connections before the stuck time"
+    );
+    fake.advance(Duration::from_secs(16));
+    node.turn();
+    assert_eq!(
+        node.polling(),
+        2,
+        "no more connection after the stuck time"
+    );
+    // Both land: `fast` beside the hung one, not after it.
+    while node.in_flight() > 0 {
+        let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        node.handle(event);
+    }
+    assert_eq!(times(dir.path(), "fast"), [start + 21]);
+    assert_eq!(times(dir.path(), "hang").len(), 1);
 }

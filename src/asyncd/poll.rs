@@ -23,6 +23,8 @@ const MASTER_DEFAULT_RATE: u64 = 300;
 pub(crate) struct Job {
     pub(crate) id: usize,
     pub(crate) plugin: String,
+    /// Config and fetch in one write (the plugin's last config carried no values).
+    pub(crate) pipeline: bool,
     /// The plugin's last sample is at this time minus one: a sample now must be later.
     pub(crate) not_before: u64,
     /// The spool of the plugin's node.
@@ -46,6 +48,8 @@ pub(crate) struct Sample {
     pub(crate) rate: Option<u64>,
     /// The fetch answered no value (nothing but `.`): the record holds the config only.
     pub(crate) empty: bool,
+    /// The config carried the values (dirtyconfig): no fetch was needed.
+    pub(crate) dirty: bool,
 }
 
 /// Why a poll gave no sample.
@@ -142,7 +146,11 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
         result,
     };
     match (&job.commit, report.result.is_ok()) {
-        (Some(commit), true) => commit.hold(job.writer, reply.clone(), report),
+        (Some(commit), true) => {
+            // The connection is free now; the sample counts after its sync.
+            reply.send(Event::Written { id: job.id });
+            commit.hold(job.writer, reply.clone(), report);
+        }
         _ => reply.send(Event::Done(report)),
     }
 }
@@ -160,7 +168,12 @@ fn poll(
         None => open(link, env, conn).map_err(PollError::Node)?,
     };
     let config_time = env.unix();
-    let config = c.config(plugin).map_err(PollError::Node)?;
+    let (config, fetched) = if job.pipeline {
+        let (config, fetched) = c.config_and_fetch(plugin).map_err(PollError::Node)?;
+        (config, Some(fetched))
+    } else {
+        (c.config(plugin).map_err(PollError::Node)?, None)
+    };
     if config
         .first()
         .is_some_and(|l| l.starts_with(b"# Unknown service"))
@@ -178,10 +191,13 @@ fn poll(
     }
     let dirty = config.iter().any(|l| is_value_line(l));
     let (time, values) = if dirty {
+        // A fetch asked with the config is not used: the config's values are.
         (config_time, Vec::new())
     } else {
-        let t = env.unix();
-        let values = c.fetch(plugin).map_err(PollError::Node)?;
+        let (t, values) = match fetched {
+            Some(values) => (config_time, values),
+            None => (env.unix(), c.fetch(plugin).map_err(PollError::Node)?),
+        };
         if !values.iter().any(|l| is_value_line(l))
             && values.iter().any(|l| !l.trim_ascii().is_empty())
         {
@@ -240,7 +256,12 @@ fn poll(
             ""
         }
     );
-    Ok(Sample { time, rate, empty })
+    Ok(Sample {
+        time,
+        rate,
+        empty,
+        dirty,
+    })
 }
 
 /// Opens a connection to the node into `conn`, born by `env`'s clock.

@@ -4,8 +4,10 @@
 //! them.
 //!
 //! A plugin's cycle: `Waiting` in the schedule for its next slot; due, `Held` until a
-//! connection is free (longest first); `Polling` while a worker asks munin-node; back to
-//! `Waiting` on its next slot, or `Off` when munin-node no longer lists it.
+//! connection is free (longest first); `Polling` while a worker asks munin-node;
+//! `Syncing` while its record waits for the group commit's sync (with `--durability
+//! record`: the connection is free, the sample does not count yet); back to `Waiting` on
+//! its next slot, or `Off` when munin-node no longer lists it.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
@@ -25,6 +27,9 @@ pub(crate) enum State {
     /// Its poll for `slot` is under way, handed out at `since` (seconds since the epoch)
     /// and at `at` (to tell a hung one).
     Polling { slot: u64, since: u64, at: Instant },
+    /// Its poll for `slot`, handed out at `since`, wrote its record, which waits for the
+    /// group commit's sync: it no longer holds a connection.
+    Syncing { slot: u64, since: u64 },
 }
 
 /// What is known of one plugin.
@@ -44,6 +49,9 @@ pub(crate) struct Plugin {
     pub(crate) last: Option<u64>,
     /// How long its last poll took (None before the first): the longest go out first.
     pub(crate) took: Option<Duration>,
+    /// Whether its last config carried its values (None before the first sample): when
+    /// it did not, config and fetch go out in one write.
+    pub(crate) dirty: Option<bool>,
     state: State,
 }
 
@@ -64,8 +72,9 @@ pub(crate) struct Registry {
     schedule: Schedule,
     /// The `Held` plugins, in the order they go out.
     held: VecDeque<usize>,
-    /// How many are `Polling`.
+    /// How many are `Polling`, and `Syncing`.
     polling: usize,
+    syncing: usize,
 }
 
 impl Registry {
@@ -126,6 +135,7 @@ impl Registry {
                     failing: false,
                     last,
                     took,
+                    dirty: None,
                     state: State::Off,
                 });
                 self.by_name.insert((spool, name.to_string()), id);
@@ -187,15 +197,38 @@ impl Registry {
         out
     }
 
-    /// Plugin `id`'s poll is back at `now`: it is due again at `retry` when given (off its
-    /// slots), else at its next slot after both `slot` and `now`; `Off` when no longer
-    /// listed. Gives the slot it was polled for, or None when it was not under way.
+    /// Plugin `id`'s poll wrote its record, which waits for its sync: its connection is
+    /// free. Says whether it was `Polling`.
+    pub(crate) fn written(&mut self, id: usize) -> bool {
+        let Some(p) = self.plugins.get_mut(id) else {
+            return false;
+        };
+        let State::Polling { slot, since, .. } = p.state else {
+            return false;
+        };
+        p.state = State::Syncing { slot, since };
+        self.polling -= 1;
+        self.syncing += 1;
+        true
+    }
+
+    /// Plugin `id`'s poll is back at `now` (its record synced, or no record): it is due
+    /// again at `retry` when given (off its slots), else at its next slot after both
+    /// `slot` and `now`; `Off` when no longer listed. Gives the slot it was polled for,
+    /// or None when it was not under way.
     pub(crate) fn back(&mut self, id: usize, now: u64, retry: Option<u64>) -> Option<u64> {
         let p = self.plugins.get_mut(id)?;
-        let State::Polling { slot, .. } = p.state else {
-            return None;
+        let slot = match p.state {
+            State::Polling { slot, .. } => {
+                self.polling -= 1;
+                slot
+            }
+            State::Syncing { slot, .. } => {
+                self.syncing -= 1;
+                slot
+            }
+            State::Off | State::Waiting | State::Held { .. } => return None,
         };
-        self.polling -= 1;
         p.state = if !p.listed {
             State::Off
         } else {
@@ -208,9 +241,15 @@ impl Registry {
         Some(slot)
     }
 
-    /// How many polls are under way.
+    /// How many polls hold a connection.
     pub(crate) fn polling(&self) -> usize {
         self.polling
+    }
+
+    /// How many polls are under way: holding a connection, or their record waiting for
+    /// its sync.
+    pub(crate) fn under_way(&self) -> usize {
+        self.polling + self.syncing
     }
 
     /// How many polls wait for a connection.
@@ -223,12 +262,13 @@ impl Registry {
         self.schedule.next_due()
     }
 
-    /// The earliest second a poll for `spool` under way or held went out (held ones go
-    /// out at `now` at the earliest): no sample of the spool before it can still come.
+    /// The earliest second a poll for `spool` under way (syncing too) or held went out
+    /// (held ones go out at `now` at the earliest): no sample of the spool before it can
+    /// still come.
     pub(crate) fn oldest(&self, spool: usize, now: u64) -> Option<u64> {
         self.of_spool(spool)
             .filter_map(|p| match p.state {
-                State::Polling { since, .. } => Some(since),
+                State::Polling { since, .. } | State::Syncing { since, .. } => Some(since),
                 State::Held { .. } => Some(now),
                 State::Off | State::Waiting => None,
             })
@@ -284,6 +324,12 @@ mod tests {
             .filter(|p| matches!(p.state, State::Polling { .. }))
             .count();
         assert_eq!(polling, r.polling);
+        let syncing = r
+            .plugins
+            .iter()
+            .filter(|p| matches!(p.state, State::Syncing { .. }))
+            .count();
+        assert_eq!(syncing, r.syncing);
         let held: Vec<usize> = r
             .iter()
             .filter(|(_, p)| matches!(p.state, State::Held { .. }))
@@ -355,6 +401,34 @@ mod tests {
         r.take_due(1005, |_| 0);
         assert_eq!(r.get(b).state(), State::Off);
         assert_eq!(r.held(), 0);
+        consistent(&r);
+    }
+
+    #[test]
+    fn a_written_record_frees_its_connection_and_still_holds_the_promise_until_synced() {
+        let mut r = Registry::new();
+        let at = Instant::now();
+        let a = r.list(0, "a", 1000, 60, known);
+        let b = r.list(0, "b", 1000, 60, known);
+        r.take_due(1000, |_| 0);
+        assert_eq!(r.hand_out(1, 1000, at), [(a, 1000)]);
+        assert!(r.written(a));
+        assert!(!r.written(a), "written once");
+        assert_eq!(
+            r.get(a).state(),
+            State::Syncing {
+                slot: 1000,
+                since: 1000
+            }
+        );
+        assert_eq!((r.polling(), r.under_way()), (0, 1));
+        // Its connection goes to `b`; the promise still waits for `a`.
+        assert_eq!(r.hand_out(1, 1001, at), [(b, 1000)]);
+        r.back(b, 1001, None);
+        assert_eq!(r.oldest(0, 1002), Some(1000));
+        assert_eq!(r.back(a, 1002, None), Some(1000));
+        assert_eq!(r.oldest(0, 1002), None);
+        assert_eq!(r.under_way(), 0);
         consistent(&r);
     }
 

@@ -143,7 +143,8 @@ impl Workers {
         );
         running.fetch_add(1, Ordering::SeqCst);
         let mine = running.clone();
-        let spawned = thread::Builder::new().spawn(move || {
+        // Named, for `top -H` and perf.
+        let spawned = thread::Builder::new().name("worker".into()).spawn(move || {
             loop {
                 idle.fetch_add(1, Ordering::SeqCst);
                 let task = match rx.lock() {

@@ -9,11 +9,12 @@
 //! never glued to a torn one. `docs/spool-format.md` says what each durability setting
 //! can lose.
 
+use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::spool::names::{sanitise, IntervalFile};
 use crate::spool::record::{is_header, write_sealed, Epoch, RecordSink, Scanner, MAX_LINE};
@@ -156,6 +157,12 @@ pub struct SpoolWriter {
     device: u64,
     /// Where each file operation is logged (tests only).
     trace: Option<Arc<Trace>>,
+    /// Per service, the file this writer last appended a whole record to, and its length
+    /// then: while the file still has that length its tail is that record's, and the next
+    /// append skips reading its last byte. Any other length (a torn tail from a crash, a
+    /// write of its own that failed, another writer) is checked.
+    /// (The file by its interval's start.)
+    whole_tail: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl SpoolWriter {
@@ -195,6 +202,7 @@ impl SpoolWriter {
             lock,
             device,
             trace: None,
+            whole_tail: Mutex::new(HashMap::new()),
         })
     }
 
@@ -293,7 +301,11 @@ impl SpoolWriter {
         }
         f.lock().map_err(&err)?;
         let mut before = f.metadata().map_err(&err)?.len();
-        if before > 0 {
+        let tails = || self.whole_tail.lock().unwrap_or_else(|e| e.into_inner());
+        let known = tails()
+            .get(&file.service)
+            .is_some_and(|&(start, len)| start == file.start && len == before);
+        if before > 0 && !known {
             let mut last = [0u8];
             f.read_exact_at(&mut last, before - 1).map_err(&err)?;
             if last[0] != b'\n' {
@@ -321,6 +333,8 @@ impl SpoolWriter {
             offset: before,
             data: record.clone(),
         });
+        let after = before + record.len() as u64;
+        tails().insert(file.service, (file.start, after));
         if sync {
             f.sync_data().map_err(&err)?;
             self.log(|| Op::Sync { name: name.clone() });
