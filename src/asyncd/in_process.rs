@@ -383,18 +383,10 @@ fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
     // Past the default 3 s, not past the 20 s given.
     fake.advance(Duration::from_secs(5));
     node.turn();
-    assert_eq!(
-        node.polling(),
-        1,
-        "more connections before the stuck time"
-    );
+    assert_eq!(node.polling(), 1, "more connections before the stuck time");
     fake.advance(Duration::from_secs(16));
     node.turn();
-    assert_eq!(
-        node.polling(),
-        2,
-        "no more connection after the stuck time"
-    );
+    assert_eq!(node.polling(), 2, "no more connection after the stuck time");
     // Both land: `fast` beside the hung one, not after it.
     while node.in_flight() > 0 {
         let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
