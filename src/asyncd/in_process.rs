@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -138,6 +138,66 @@ fn config(port: u16, dir: &std::path::Path) -> DaemonConfig {
         .remove(0)
 }
 
+/// A test's world: a fake munin-node, a spool directory, the daemon's configuration, a
+/// fake clock, the workers, and the channel a node's loop hears on. A test may change the
+/// configuration and the timings before it makes the node.
+struct Rig {
+    control: Arc<Control>,
+    port: u16,
+    dir: tempfile::TempDir,
+    cfg: DaemonConfig,
+    fake: Arc<Fake>,
+    env: Env,
+    workers: Workers,
+    tx: Sender<(usize, Event)>,
+    rx: Receiver<(usize, Event)>,
+}
+
+impl Rig {
+    /// A fake munin-node serving `plugins`, and a clock at `start`.
+    fn new(plugins: &[&str], start: u64) -> Rig {
+        let control = Control::serving(plugins);
+        let port = fake_munin_node(control.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(port, dir.path());
+        let (fake, env) = Fake::new(start);
+        let (tx, rx) = channel();
+        Rig {
+            control,
+            port,
+            dir,
+            cfg,
+            fake,
+            env,
+            workers: Workers::new(4),
+            tx,
+            rx,
+        }
+    }
+
+    /// The node's loop on its spool, with the group commit (`--durability record`'s) or
+    /// without.
+    fn node(&self, group_commit: bool) -> Coordinator<'_> {
+        let cfg = &self.cfg;
+        let root = open_spool(self.dir.path(), "", cfg.interval, cfg.durability).unwrap();
+        let commit = group_commit.then(|| Committer::start().expect("the commit thread"));
+        let reply = Reply {
+            node: 0,
+            tx: self.tx.clone(),
+        };
+        Coordinator::new(cfg, root, &self.workers, self.env.clone(), reply, commit)
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Runs the node until `end` (see [`run_until`]).
+    fn run_until(&self, node: &mut Coordinator, end: u64) -> Vec<u64> {
+        run_until(node, &self.rx, &self.fake, &self.env, end)
+    }
+}
+
 /// Turns `node` as the driving loop does, moving the clock to each next wake while
 /// nothing is under way, until the clock has reached `end` and what was due then is done.
 /// Says at which times it woke.
@@ -192,31 +252,22 @@ fn complete_until(dir: &std::path::Path) -> u64 {
 
 #[test]
 fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
-    let control = Control::serving(&["fast", "slow"]);
-    let port = fake_munin_node(control.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(port, dir.path());
-    let (fake, env) = Fake::new(T0 + 5);
-    let workers = Workers::new(4);
-    let (tx, rx) = channel();
-    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
-    let reply = Reply { node: 0, tx };
-    let commit = Committer::start();
-    assert!(commit.is_some());
-    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, commit);
+    let rig = Rig::new(&["fast", "slow"], T0 + 5);
+    let (dir, fake, env) = (rig.dir(), &rig.fake, &rig.env);
+    let mut node = rig.node(true);
 
     // Until past the last slot: the next wake after it is the cleanup at 605.
-    let woke = run_until(&mut node, &rx, &fake, &env, T0 + 601);
+    let woke = rig.run_until(&mut node, T0 + 601);
 
     // Each plugin at once, then on its own slots: every minute, every five minutes.
     let fast: Vec<u64> = [T0 + 5]
         .into_iter()
         .chain((1..=10).map(|m| T0 + 60 * m))
         .collect();
-    assert_eq!(times(dir.path(), "fast"), fast);
-    assert_eq!(times(dir.path(), "slow"), [T0 + 5, T0 + 300, T0 + 600]);
+    assert_eq!(times(dir, "fast"), fast);
+    assert_eq!(times(dir, "slow"), [T0 + 5, T0 + 300, T0 + 600]);
     // The daemon's health, a whole default period after the start, then on its slots.
-    assert_eq!(times(dir.path(), "munin_asyncd"), [T0 + 305, T0 + 600]);
+    assert_eq!(times(dir, "munin_asyncd"), [T0 + 305, T0 + 600]);
     // It woke for nothing but the slots, the health sample (305), the cleanup ten minutes
     // after the start (605), and SPOOL-META held back a second after the start (written
     // at most once a second). A round's samples are written with the complete_until that
@@ -227,30 +278,34 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
         .collect();
     assert_eq!(woke, want);
     // Every sample is served, and the promise reaches to just before the next slot.
-    let served = served(dir.path()).unwrap();
+    let served = served(dir).unwrap();
     assert_eq!(
         served.iter().filter(|(g, _)| g == "fast").count(),
         fast.len()
     );
-    assert_eq!(complete_until(dir.path()), T0 + 659);
+    assert_eq!(complete_until(dir), T0 + 659);
 
     // Idle: turned again and again until just before the next slot, it writes nothing.
-    let before = meta(dir.path());
+    let before = meta(dir);
     let next = node.turn();
     fake.advance_to(next - Duration::from_millis(1));
     for _ in 0..5 {
         assert_eq!(node.turn(), next, "the next wake stays the slot");
     }
-    assert_eq!(meta(dir.path()), before, "an idle node rewrote SPOOL-META");
+    assert_eq!(meta(dir), before, "an idle node rewrote SPOOL-META");
     assert!(!node.busy());
 
     // A plugin added and a reload: polled as soon as the list is read, yet after
     // everything promised already; systemd hears the reload begin and end.
-    control.plugins.lock().unwrap().push("added".to_string());
-    let promised = complete_until(dir.path());
+    rig.control
+        .plugins
+        .lock()
+        .unwrap()
+        .push("added".to_string());
+    let promised = complete_until(dir);
     node.reload();
-    run_until(&mut node, &rx, &fake, &env, T0 + 720);
-    let added = times(dir.path(), "added");
+    rig.run_until(&mut node, T0 + 720);
+    let added = times(dir, "added");
     assert_eq!(added.first(), Some(&(promised + 1)), "{added:?}");
     let told = fake.told.lock().unwrap().join("|");
     assert!(
@@ -261,70 +316,51 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
     // A stop: the loop publishes what is complete, up to now and not beyond.
     fake.stop.store(true, Ordering::SeqCst);
     let now = env.unix();
-    drive(&mut [node], &rx, &env, None, || {});
-    assert_eq!(complete_until(dir.path()), now);
+    drive(&mut [node], &rig.rx, env, None, || {});
+    assert_eq!(complete_until(dir), now);
     assert!(fake.told.lock().unwrap().iter().any(|s| s == "STOPPING=1"));
 }
 
 #[test]
 fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
-    let port = fake_munin_node(Control::serving(&["slow"]));
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(port, dir.path());
-    let (fake, env) = Fake::new(T0);
-    let workers = Workers::new(1);
-    let (tx, rx) = channel();
-    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
-    let mut node = Coordinator::new(
-        &cfg,
-        root,
-        &workers,
-        env.clone(),
-        Reply { node: 0, tx },
-        Committer::start(),
-    );
+    let rig = Rig::new(&["slow"], T0);
+    let (dir, fake, rx) = (rig.dir(), &rig.fake, &rig.rx);
+    let mut node = rig.node(true);
     // The list is read; then the stop comes before the poll starts.
     node.turn();
     let (_, listed) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     fake.stop.store(true, Ordering::SeqCst);
     node.handle(listed);
     node.turn();
-    drive(&mut [node], &rx, &env, None, || {});
-    assert!(times(dir.path(), "slow").is_empty());
-    assert_eq!(complete_until(dir.path()), T0);
+    drive(&mut [node], rx, &rig.env, None, || {});
+    assert!(times(dir, "slow").is_empty());
+    assert_eq!(complete_until(dir), T0);
 }
 
 #[test]
 fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_it_is_away() {
-    let control = Control::serving(&["fast", "slow"]);
-    let port = fake_munin_node(control.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(port, dir.path());
-    let (fake, env) = Fake::new(T0 + 5);
-    let workers = Workers::new(4);
-    let (tx, rx) = channel();
-    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
-    let reply = Reply { node: 0, tx };
-    let mut node = Coordinator::new(&cfg, root, &workers, env.clone(), reply, None);
-    run_until(&mut node, &rx, &fake, &env, T0 + 120);
-    assert_eq!(times(dir.path(), "fast"), [T0 + 5, T0 + 60, T0 + 120]);
+    let rig = Rig::new(&["fast", "slow"], T0 + 5);
+    let (dir, control, port) = (rig.dir(), &rig.control, rig.port);
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 120);
+    assert_eq!(times(dir, "fast"), [T0 + 5, T0 + 60, T0 + 120]);
 
     // munin-node ends every session (its global_timeout, 15 minutes by default): the
     // connections kept idle are closed, and the next poll still gets its sample.
     control.generation.fetch_add(1, Ordering::SeqCst);
-    run_until(&mut node, &rx, &fake, &env, T0 + 180);
-    assert_eq!(times(dir.path(), "fast").last(), Some(&(T0 + 180)));
+    rig.run_until(&mut node, T0 + 180);
+    assert_eq!(times(dir, "fast").last(), Some(&(T0 + 180)));
 
     // munin-node away for two slots (240, 300): those polls fail, nothing else does, and
     // the promise does not wait for them.
     control.down.store(true, Ordering::SeqCst);
     wait_for_port(port, false);
-    run_until(&mut node, &rx, &fake, &env, T0 + 305);
-    assert_eq!(times(dir.path(), "fast").last(), Some(&(T0 + 180)));
-    assert_eq!(times(dir.path(), "slow"), [T0 + 5]);
-    assert!(complete_until(dir.path()) >= T0 + 300);
+    rig.run_until(&mut node, T0 + 305);
+    assert_eq!(times(dir, "fast").last(), Some(&(T0 + 180)));
+    assert_eq!(times(dir, "slow"), [T0 + 5]);
+    assert!(complete_until(dir) >= T0 + 300);
     // The health sample at 305 counts the three polls munin-node did not answer.
-    let health: Vec<_> = accepted(dir.path())
+    let health: Vec<_> = accepted(dir)
         .unwrap()
         .into_iter()
         .filter(|(s, t, _)| s == "munin_asyncd" && *t == T0 + 305)
@@ -337,34 +373,21 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
     // Back: polled on the next slots, the first on a new connection.
     control.down.store(false, Ordering::SeqCst);
     wait_for_port(port, true);
-    run_until(&mut node, &rx, &fake, &env, T0 + 420);
+    rig.run_until(&mut node, T0 + 420);
     let fast: Vec<u64> = [5, 60, 120, 180, 360, 420].iter().map(|s| T0 + s).collect();
-    assert_eq!(times(dir.path(), "fast"), fast);
-    assert_eq!(times(dir.path(), "slow"), [T0 + 5]);
-    let served = served(dir.path()).unwrap();
+    assert_eq!(times(dir, "fast"), fast);
+    assert_eq!(times(dir, "slow"), [T0 + 5]);
+    let served = served(dir).unwrap();
     assert_eq!(served.iter().filter(|(g, _)| g == "fast").count(), 6);
 }
 
 #[test]
 fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
-    let control = Control::serving(&["hang", "fast"]);
-    let port = fake_munin_node(control);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(port, dir.path());
-    cfg.connections = 1;
-    let (fake, mut env) = Fake::new(T0);
-    env.timings.stuck = Duration::from_secs(20);
-    let workers = Workers::new(4);
-    let (tx, rx) = channel();
-    let root = open_spool(dir.path(), "", cfg.interval, cfg.durability).unwrap();
-    let mut node = Coordinator::new(
-        &cfg,
-        root,
-        &workers,
-        env.clone(),
-        Reply { node: 0, tx },
-        None,
-    );
+    let mut rig = Rig::new(&["hang", "fast"], T0);
+    rig.cfg.connections = 1;
+    rig.env.timings.stuck = Duration::from_secs(20);
+    let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
+    let mut node = rig.node(false);
     // The list, then one connection: `hang` (first in the list) takes it, `fast` waits.
     // Polled once the list is in and nothing promised can be preceded (the second after
     // the start).
@@ -392,6 +415,6 @@ fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
         let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         node.handle(event);
     }
-    assert_eq!(times(dir.path(), "fast"), [start + 21]);
-    assert_eq!(times(dir.path(), "hang").len(), 1);
+    assert_eq!(times(dir, "fast"), [start + 21]);
+    assert_eq!(times(dir, "hang").len(), 1);
 }
