@@ -293,6 +293,12 @@ impl NodeConn {
         self.multi_line(&format!("fetch {plugin}"))
     }
 
+    /// Frees the read buffer while the connection is kept idle (nothing is buffered
+    /// between requests; the next request makes it again).
+    pub(crate) fn release(&mut self) {
+        self.lines.release();
+    }
+
     /// Says goodbye (best effort).
     pub(crate) fn quit(mut self) {
         let _ = self.send("quit");

@@ -70,10 +70,12 @@ impl NodeLink {
         None
     }
 
-    /// Gives a connection back after a good poll (closed if enough are idle).
-    pub(crate) fn give_back(&self, conn: NodeConn) {
+    /// Gives a connection back after a good poll (closed if enough are idle), its read
+    /// buffer freed while it waits: 4 KiB a connection, 16 MiB at a thousand nodes.
+    pub(crate) fn give_back(&self, mut conn: NodeConn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.keep {
+            conn.release();
             idle.push(conn);
         }
     }
