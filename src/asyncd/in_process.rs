@@ -33,6 +33,8 @@ struct Control {
     /// Moved on to close every open connection at its next request (as munin-node ends a
     /// session after its global_timeout, or restarts).
     generation: AtomicU64,
+    /// The test's clock: `slowconfig`'s config moves it on by two seconds.
+    clock: Mutex<Option<Arc<Fake>>>,
 }
 
 impl Control {
@@ -44,7 +46,8 @@ impl Control {
 }
 
 /// A munin-node on 127.0.0.1 serving what `control` says: `fast` declares
-/// `update_rate 60`, the others none; `hang` takes 1.5 s (real time) to answer. Every connection has a thread; the port is returned.
+/// `update_rate 60`, the others none; `hang` takes 1.5 s (real time) to answer its config,
+/// `slowconfig` 2 s of the test's clock. Every connection has a thread; the port is returned.
 fn fake_munin_node(control: Arc<Control>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -98,6 +101,12 @@ fn serve(mut out: TcpStream, control: &Control) {
                 // A hung plugin, as far as a test on the fake clock can tell.
                 thread::sleep(Duration::from_millis(1500));
                 "graph_title hang\nx.label x\n.\n".to_string()
+            }
+            ["config", "slowconfig"] => {
+                if let Some(clock) = &*control.clock.lock().unwrap() {
+                    clock.advance(Duration::from_secs(2));
+                }
+                "graph_title slowconfig\nx.label x\n.\n".to_string()
             }
             ["config", p] if plugins.iter().any(|q| q == p) => {
                 let rate = if *p == "fast" { "update_rate 60\n" } else { "" };
@@ -161,6 +170,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(port, dir.path());
         let (fake, env) = Fake::new(start);
+        *control.clock.lock().unwrap() = Some(fake.clone());
         let (tx, rx) = channel();
         Rig {
             control,
@@ -417,4 +427,15 @@ fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
     }
     assert_eq!(times(dir, "fast"), [start + 21]);
     assert_eq!(times(dir, "hang").len(), 1);
+}
+
+#[test]
+fn a_sample_is_stamped_when_its_fetch_starts_whether_asked_alone_or_with_its_config() {
+    // `slowconfig`'s config takes 2 s: its fetch starts 2 s after the request went out.
+    let rig = Rig::new(&["slowconfig"], T0);
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 300);
+    // The first poll asks config, then fetch; the second, on its slot, asks both in one
+    // write. Both are stamped when the fetch started, two seconds after the request.
+    assert_eq!(times(rig.dir(), "slowconfig"), [T0 + 2, T0 + 302]);
 }

@@ -278,14 +278,21 @@ impl NodeConn {
     /// A plugin's config and fetch output, both asked in one write: one round trip
     /// instead of two, for a plugin whose config carries no values. Both replies are read
     /// whatever the first says; each has the request timeout from when it is awaited.
-    pub(crate) fn config_and_fetch(&mut self, plugin: &str) -> Result<(Reply, Reply), NodeError> {
+    /// `between` runs once the config's reply is in (munin-node, which answers requests
+    /// in turn, then starts on the fetch), and what it gives is returned between the two.
+    pub(crate) fn config_and_fetch<T>(
+        &mut self,
+        plugin: &str,
+        between: impl FnOnce() -> T,
+    ) -> Result<(Reply, T, Reply), NodeError> {
         let (config, fetch) = (format!("config {plugin}"), format!("fetch {plugin}"));
         self.send(&format!("{config}\n{fetch}"))?;
         let configured = self.reply(&config)?;
+        let got = between();
         let timeout = self.timeout;
         self.inner().deadline = Instant::now() + timeout;
         let fetched = self.reply(&fetch)?;
-        Ok((configured, fetched))
+        Ok((configured, got, fetched))
     }
 
     /// A plugin's fetch output.
@@ -416,9 +423,10 @@ mod tests {
         );
         assert_eq!(c.fetch("load").unwrap(), [b"load.value 0.5".to_vec()]);
         assert_eq!(
-            c.config_and_fetch("cpu").unwrap(),
+            c.config_and_fetch("cpu", || 42).unwrap(),
             (
                 vec![b"graph_title CPU".to_vec()],
+                42,
                 vec![b"cpu.value 7".to_vec()]
             )
         );

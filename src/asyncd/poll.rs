@@ -169,8 +169,11 @@ fn poll(
     };
     let config_time = env.unix();
     let (config, fetched) = if job.pipeline {
-        let (config, fetched) = c.config_and_fetch(plugin).map_err(PollError::Node)?;
-        (config, Some(fetched))
+        // The fetch's time: when munin-node starts on it, once the config is answered.
+        let (config, fetch_time, fetched) = c
+            .config_and_fetch(plugin, || env.unix())
+            .map_err(PollError::Node)?;
+        (config, Some((fetch_time, fetched)))
     } else {
         (c.config(plugin).map_err(PollError::Node)?, None)
     };
@@ -195,7 +198,7 @@ fn poll(
         (config_time, Vec::new())
     } else {
         let (t, values) = match fetched {
-            Some(values) => (config_time, values),
+            Some(fetched) => fetched,
             None => (env.unix(), c.fetch(plugin).map_err(PollError::Node)?),
         };
         if !values.iter().any(|l| is_value_line(l))
