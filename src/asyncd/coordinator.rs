@@ -209,11 +209,31 @@ impl<'a> Coordinator<'a> {
             )
         };
         self.publish(now, false);
+        self.close_idle_connections(now);
         if self.cfg.cleanup && self.env.now() >= self.next_cleanup {
             self.next_cleanup = self.env.now() + self.env.timings.cleanup_every;
             retention::clean(self.cfg, &self.spools, now);
         }
         self.next_wake()
+    }
+
+    /// Between rounds, closes the idle connections that would be too old to use by the
+    /// next due poll (see [`NodeLink::close_expiring_by`]).
+    fn close_idle_connections(&self, now: u64) {
+        if self.plugins.polling() > 0 || self.plugins.held() > 0 {
+            return;
+        }
+        let Some(next) = self.plugins.next_due() else {
+            return;
+        };
+        let at = self.env.now() + Duration::from_secs(next.saturating_sub(now) + 1);
+        let closed = self.link.close_expiring_by(at);
+        if closed > 0 {
+            log_debug!(
+                "{}: {closed} idle connection(s) closed until the next poll at {next}",
+                self.cfg.host
+            );
+        }
     }
 
     /// When something is next due: a poll, the health sample, the list, cleanup,

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -35,6 +35,8 @@ struct Control {
     generation: AtomicU64,
     /// The test's clock: `slowconfig`'s config moves it on by two seconds.
     clock: Mutex<Option<Arc<Fake>>>,
+    /// Connections open now.
+    open: AtomicUsize,
 }
 
 impl Control {
@@ -82,6 +84,13 @@ fn fake_munin_node(control: Arc<Control>) -> u16 {
 
 /// One connection to the fake munin-node.
 fn serve(mut out: TcpStream, control: &Control) {
+    control.open.fetch_add(1, Ordering::SeqCst);
+    converse(&mut out, control);
+    control.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Answers one connection's requests until it ends.
+fn converse(out: &mut TcpStream, control: &Control) {
     let born = control.generation.load(Ordering::SeqCst);
     let mut lines = BufReader::new(out.try_clone().unwrap());
     let _ = out.write_all(b"# munin node at fake.example\n");
@@ -438,4 +447,38 @@ fn a_sample_is_stamped_when_its_fetch_starts_whether_asked_alone_or_with_its_con
     // The first poll asks config, then fetch; the second, on its slot, asks both in one
     // write. Both are stamped when the fetch started, two seconds after the request.
     assert_eq!(times(rig.dir(), "slowconfig"), [T0 + 2, T0 + 302]);
+}
+
+/// Waits (up to 5 s) until the fake munin-node has `n` connections open; says how many.
+fn open_connections(control: &Control, n: usize) -> usize {
+    for _ in 0..500 {
+        if control.open.load(Ordering::SeqCst) == n {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    control.open.load(Ordering::SeqCst)
+}
+
+#[test]
+fn connections_are_kept_between_rounds_only_when_they_will_still_be_used() {
+    // Plugins at 300 s: a connection kept would be past its 5 minutes at the next round,
+    // and each holds a munin-node process meanwhile. Closed once the round is in.
+    let rig = Rig::new(&["slow", "slower"], T0);
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 1);
+    assert_eq!(times(rig.dir(), "slow").len(), 1);
+    assert_eq!(open_connections(&rig.control, 0), 0);
+    // Plugins at 60 s: kept, and used at the next round.
+    let rig = Rig::new(&["fast"], T0);
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 1);
+    assert_eq!(open_connections(&rig.control, 1), 1);
+    rig.run_until(&mut node, T0 + 60);
+    assert_eq!(times(rig.dir(), "fast").len(), 2);
+    assert_eq!(
+        open_connections(&rig.control, 1),
+        1,
+        "the same connection reused"
+    );
 }
