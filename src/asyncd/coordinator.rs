@@ -26,7 +26,7 @@ use crate::asyncd::env::Env;
 use crate::asyncd::health::{Dropped, Outcome, Recorder, PLUGIN};
 use crate::asyncd::node::{NodeConn, NodeError};
 use crate::asyncd::poll::{run_job, Done, Job, PollError};
-use crate::asyncd::registry::{Registry, State};
+use crate::asyncd::registry::Registry;
 use crate::asyncd::retention;
 use crate::asyncd::watermark;
 use crate::asyncd::workers::{NodeLink, Workers};
@@ -251,8 +251,9 @@ impl<'a> Coordinator<'a> {
         }
         let timings = self.env.timings;
         if self.plugins.held() > 0 {
-            if let Some(oldest) = self.plugins.oldest_at() {
-                wake = wake.min(oldest + timings.stuck + Duration::from_millis(10));
+            if let Some((_, latest)) = self.plugins.polling_since() {
+                // When every poll under way will have run over `stuck`.
+                wake = wake.min(latest + timings.stuck + Duration::from_millis(10));
             }
         }
         if self.publish_pending {
@@ -317,7 +318,11 @@ impl<'a> Coordinator<'a> {
 
     /// Takes in one event.
     pub(crate) fn handle(&mut self, event: Event) {
-        self.stirred |= !matches!(event, Event::Published { .. } | Event::Wake);
+        // A record written (`Written`) frees a connection but changes no promise.
+        self.stirred |= !matches!(
+            event,
+            Event::Published { .. } | Event::Wake | Event::Written { .. }
+        );
         match event {
             Event::Written { id } => {
                 self.plugins.written(id);
@@ -395,10 +400,11 @@ impl<'a> Coordinator<'a> {
             return;
         }
         let stuck = self.env.timings.stuck;
-        let all_stuck = self.plugins.iter().all(|(_, p)| match p.state() {
-            State::Polling { at, .. } => self.env.now().saturating_duration_since(at) > stuck,
-            _ => true,
-        }) && self.plugins.polling() > 0;
+        // Every poll holding a connection has run over `stuck`: the latest handed out too.
+        let all_stuck = self
+            .plugins
+            .polling_since()
+            .is_some_and(|(_, latest)| self.env.now().saturating_duration_since(latest) > stuck);
         let room = (base * 4).saturating_sub(self.allowed);
         if !all_stuck || room == 0 {
             return;

@@ -57,6 +57,7 @@ pub(crate) struct Plugin {
 
 impl Plugin {
     /// Where it is in its cycle.
+    #[cfg(test)]
     pub(crate) fn state(&self) -> State {
         self.state
     }
@@ -95,6 +96,7 @@ impl Registry {
     }
 
     /// Every plugin with its id.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Plugin)> + Clone {
         self.plugins.iter().enumerate()
     }
@@ -275,15 +277,19 @@ impl Registry {
             .min()
     }
 
-    /// When the longest-running poll under way was handed out.
-    pub(crate) fn oldest_at(&self) -> Option<Instant> {
+    /// When the polls holding a connection were handed out: the earliest and the latest
+    /// (None when none does).
+    pub(crate) fn polling_since(&self) -> Option<(Instant, Instant)> {
         self.plugins
             .iter()
             .filter_map(|p| match p.state {
                 State::Polling { at, .. } => Some(at),
                 _ => None,
             })
-            .min()
+            .fold(None, |span, at| match span {
+                None => Some((at, at)),
+                Some((first, last)) => Some((first.min(at), last.max(at))),
+            })
     }
 }
 
@@ -363,6 +369,7 @@ mod tests {
         assert_eq!(r.get(b).state(), State::Held { slot: 1000 });
         assert_eq!(r.oldest(0, 1001), Some(1000));
         assert_eq!(r.oldest(1, 1001), None);
+        assert_eq!(r.polling_since(), Some((at, at)));
         consistent(&r);
 
         // `a` back: due at its next slot; `b` goes out.
