@@ -482,3 +482,51 @@ fn connections_are_kept_between_rounds_only_when_they_will_still_be_used() {
         "the same connection reused"
     );
 }
+
+#[test]
+fn a_poll_hung_past_the_stuck_time_beside_a_fresh_one_does_not_make_the_loop_spin() {
+    // Two connections: `hang` (1.5 s of real time) and `a` go out; `b` and `c` wait.
+    let mut rig = Rig::new(&["hang", "a", "b", "c"], T0);
+    rig.cfg.connections = 2;
+    let (fake, env, rx) = (&rig.fake, &rig.env, &rig.rx);
+    let mut node = rig.node(false);
+    for _ in 0..100 {
+        let next = node.turn();
+        if node.polling() == 2 {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((_, event)) => node.handle(event),
+            Err(_) => fake.advance_to(next),
+        }
+    }
+    assert_eq!(node.polling(), 2);
+    // `a` comes back; two seconds on, `b` takes its connection.
+    while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(300)) {
+        node.handle(event);
+    }
+    assert_eq!(node.polling(), 1, "hang alone under way");
+    fake.advance(Duration::from_secs(2));
+    node.turn();
+    assert_eq!(node.polling(), 2, "b under way");
+    // SPOOL-META writes land; `b`'s report is kept back, so `b` stays under way.
+    let mut kept = Vec::new();
+    while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(300)) {
+        match event {
+            Event::Done(_) => kept.push(event),
+            other => node.handle(other),
+        }
+    }
+    assert_eq!(kept.len(), 1, "b's report");
+    // Two more seconds: `hang` has run past the stuck time (3 s), `b` has not, `c`
+    // waits. Nothing can change before `b` has run 3 s too (or something comes back):
+    // the loop must not be asked to turn the node again at once.
+    fake.advance(Duration::from_secs(2));
+    let next = node.turn();
+    assert!(
+        next > env.now(),
+        "the next turn is due {:?} ago",
+        env.now() - next
+    );
+    assert_eq!(next, env.now() + Duration::from_millis(1010));
+}
