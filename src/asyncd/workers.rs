@@ -60,14 +60,8 @@ impl NodeLink {
     /// An idle connection opened less than `keep_for` before `now`, if there is one
     /// (older ones are closed).
     pub(crate) fn take(&self, now: Instant) -> Option<NodeConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(conn) = idle.pop() {
-            if now.saturating_duration_since(conn.born) < self.keep_for {
-                return Some(conn);
-            }
-            conn.quit();
-        }
-        None
+        self.close_expiring_by(now);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
     /// Closes the idle connections that will have passed their time by `at` (when the
