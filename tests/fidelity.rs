@@ -194,16 +194,6 @@ fn newest_values(spool: &Path) -> BTreeMap<String, (u64, String)> {
     out
 }
 
-/// The plugins SPOOL-META says have a record in `spool`.
-fn spooled(spool: &Path) -> BTreeSet<String> {
-    let meta = fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default();
-    meta.lines()
-        .filter_map(|l| l.strip_prefix("last-timestamp."))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(p, _)| p.to_string())
-        .collect()
-}
-
 /// Whether plugin `p`, steady when asked directly, again gives other values through our
 /// daemon: up to three fresh daemons each poll it once, between two direct looks. A
 /// difference that does not come back was the machine moving under that one poll (a load
@@ -217,10 +207,7 @@ fn differs_again(node: &PrivateNode, observer: u16, p: &str, work: &Path) -> boo
         let log = work.join(format!("again-{p}-{attempt}.log"));
         let before = observe(observer, &one);
         let daemon = start_daemon(&node.addr(), &spool, &log, &["--connections", "1"]);
-        let start = Instant::now();
-        while start.elapsed() < ROUND && !spooled(&spool).contains(p) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_spooled(&[(&spool, p)], &log, ROUND);
         stop(daemon);
         let after = observe(observer, &one);
         if before != after {
@@ -295,15 +282,12 @@ fn every_plugin_debian_enables_reaches_the_master_as_if_polled_directly() {
     // compared.
     let polling = observe(observer.port, &plugins);
     let start = Instant::now();
-    while start.elapsed() < ROUND && plugins.iter().any(|p| !spooled(&spool).contains(p)) {
+    while start.elapsed() < ROUND && plugins.iter().any(|p| !spooled(&spool, p)) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let during = observe(observer.port, &plugins);
     stop(daemon);
-    let not_spooled: Vec<&String> = plugins
-        .iter()
-        .filter(|p| !spooled(&spool).contains(p.as_str()))
-        .collect();
+    let not_spooled: Vec<&String> = plugins.iter().filter(|p| !spooled(&spool, p)).collect();
 
     // 2. One master through our munin-async, one polling munin-node directly.
     let via_spool = work.path().join("via-spool");
