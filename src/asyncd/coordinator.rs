@@ -337,6 +337,7 @@ impl<'a> Coordinator<'a> {
                     self.env.notify("READY=1");
                 }
                 if ok {
+                    self.link.full_life();
                     self.backoff = self.env.timings.first_backoff;
                     self.next_list = self.env.now() + self.env.timings.relist_every;
                 } else {

@@ -15,7 +15,7 @@ use crate::asyncd::cli::{AsyncdOpts, DaemonConfig};
 use crate::asyncd::commit::Committer;
 use crate::asyncd::coordinator::{Coordinator, Event, Reply};
 use crate::asyncd::daemon::{drive, open_spool};
-use crate::asyncd::env::{Env, Fake};
+use crate::asyncd::env::{Clock, Env, Fake};
 use crate::asyncd::workers::Workers;
 use crate::crash_states::{accepted, served};
 use crate::spool::meta::SpoolMeta;
@@ -37,6 +37,12 @@ struct Control {
     clock: Mutex<Option<Arc<Fake>>>,
     /// Connections open now.
     open: AtomicUsize,
+    /// munin-node's global_timeout on the test's clock: a session that old is closed at
+    /// its next request, and a plugin asked in its last 5 s is `# Timed out` at once, as
+    /// munin-node does.
+    session: Mutex<Option<Duration>>,
+    /// Connections whose requests met their session's end or its last 5 s.
+    ended: AtomicUsize,
 }
 
 impl Control {
@@ -92,13 +98,37 @@ fn serve(mut out: TcpStream, control: &Control) {
 /// Answers one connection's requests until it ends.
 fn converse(out: &mut TcpStream, control: &Control) {
     let born = control.generation.load(Ordering::SeqCst);
+    let clock = control.clock.lock().unwrap().clone();
+    let opened = clock.as_ref().map(|c| c.instant());
     let mut lines = BufReader::new(out.try_clone().unwrap());
     let _ = out.write_all(b"# munin node at fake.example\n");
     let mut line = String::new();
+    let mut met_end = false;
     while lines.read_line(&mut line).unwrap_or(0) > 0 {
         if control.down.load(Ordering::SeqCst) || control.generation.load(Ordering::SeqCst) != born
         {
             return;
+        }
+        let session = *control.session.lock().unwrap();
+        let left = match (session, &clock, opened) {
+            (Some(limit), Some(clock), Some(opened)) => {
+                limit.checked_sub(clock.instant().saturating_duration_since(opened))
+            }
+            _ => None,
+        };
+        if session.is_some() && left.is_none_or(|l| l <= Duration::from_secs(5)) {
+            if !met_end {
+                met_end = true;
+                control.ended.fetch_add(1, Ordering::SeqCst);
+            }
+            if left.is_none_or(|l| l.is_zero()) {
+                return;
+            }
+            if line.starts_with("config") || line.starts_with("fetch") {
+                let _ = out.write_all(b"# Timed out\n.\n");
+                line.clear();
+                continue;
+            }
         }
         let plugins = control.plugins.lock().unwrap().clone();
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -529,4 +559,25 @@ fn a_poll_hung_past_the_stuck_time_beside_a_fresh_one_does_not_make_the_loop_spi
         env.now() - next
     );
     assert_eq!(next, env.now() + Duration::from_millis(1010));
+}
+
+#[test]
+fn a_global_timeout_shorter_than_a_connections_life_costs_one_retry_an_hour() {
+    // munin-node ends each session after 122 s (its global_timeout); plugins at 60 s. The
+    // connection of the first poll is in its session's last 5 s at the third (120 s): the
+    // plugin is `# Timed out` at once, the poll is asked again on a new connection, and
+    // from then on a connection is used for 60 s at most.
+    let rig = Rig::new(&["fast"], T0);
+    *rig.control.session.lock().unwrap() = Some(Duration::from_secs(122));
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 3000);
+    let slots: Vec<u64> = (0..=50).map(|m| T0 + 60 * m).collect();
+    assert_eq!(times(rig.dir(), "fast"), slots);
+    assert_eq!(rig.control.ended.load(Ordering::SeqCst), 1);
+    // The hourly reading of the list forgets it (a restart shortens the life alike): met
+    // once more, and learnt again.
+    rig.run_until(&mut node, T0 + 4200);
+    let slots: Vec<u64> = (0..=70).map(|m| T0 + 60 * m).collect();
+    assert_eq!(times(rig.dir(), "fast"), slots);
+    assert_eq!(rig.control.ended.load(Ordering::SeqCst), 2);
 }

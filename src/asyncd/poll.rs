@@ -14,7 +14,7 @@ use crate::spool::names::sanitise;
 use crate::spool::record::is_value_line;
 use crate::spool::writer::{record_body, SpoolWriter, WriteError};
 use crate::util::log::Quoted;
-use crate::{log_debug, log_warn};
+use crate::{log_debug, log_info, log_warn};
 
 /// The rate the master assumes for a plugin whose config declares none.
 const MASTER_DEFAULT_RATE: u64 = 300;
@@ -74,12 +74,18 @@ pub(crate) enum PollError {
 }
 
 impl PollError {
-    /// Whether a connection's session may have ended under the request: closed, or a
-    /// config that said nothing at all (munin-node's answer in a session's last 5 s).
-    fn ended_session(&self) -> bool {
+    /// Whether a connection's session may have ended under a poll that took `took`:
+    /// closed, a config that said nothing at all, or `# Timed out` at once. In a session's
+    /// last 5 s munin-node starts the plugin and kills it straight away (its timeout
+    /// would pass the session's end): `# Timed out` within a second, where a plugin that
+    /// really hangs is given munin-node's `timeout` (whole seconds, 10 unless set).
+    fn ended_session(&self, took: Duration) -> bool {
         match self {
             PollError::Node(NodeError::Closed { .. }) => true,
-            PollError::Plugin { request, said } => *request == "config" && said == NOTHING,
+            PollError::Plugin { request, said } => {
+                (*request == "config" && said == NOTHING)
+                    || (said == TIMED_OUT && took < Duration::from_secs(1))
+            }
             _ => false,
         }
     }
@@ -116,14 +122,30 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
         })
     } else {
         conn = link.take(env.now());
-        let kept = conn.is_some();
+        let kept = conn.as_ref().map(|c| c.born);
         match poll(link, env, &mut conn, &job) {
-            Err(e) if kept && e.ended_session() => {
+            Err(e)
+                if kept.is_some()
+                    && e.ended_session(env.now().saturating_duration_since(started)) =>
+            {
                 // A connection kept idle may have been closed meanwhile: munin-node ends
                 // every session after its global_timeout (15 minutes by default) and at a
                 // restart, and runs no plugin in a session's last 5 s. Once more on a new
-                // one.
+                // one, and connections are used for less time from now on.
                 log_debug!("plugin {}: {e}; again on a new connection", job.plugin);
+                let age = kept.map_or(Duration::ZERO, |born| {
+                    started.saturating_duration_since(born)
+                });
+                if let Some(life) = link.session_ended(age) {
+                    log_info!(
+                        "munin-node at {} ended the session of a connection {} s old (its \
+                         global_timeout, or a restart): connections are used for {} s at \
+                         most until the plugin list is read again",
+                        link.host,
+                        age.as_secs(),
+                        life.as_secs()
+                    );
+                }
                 conn = None;
                 poll(link, env, &mut conn, &job)
             }
@@ -281,6 +303,8 @@ fn open<'c>(
 
 /// What a reply without comment lines said.
 const NOTHING: &str = "nothing";
+/// What munin-node's `# Timed out` said, as [`comments`] puts it.
+const TIMED_OUT: &str = "\"# Timed out\"";
 
 /// What a failed reply said, for the log: its comment lines, or "nothing".
 fn comments(reply: &[Vec<u8>]) -> String {
@@ -294,5 +318,33 @@ fn comments(reply: &[Vec<u8>]) -> String {
         NOTHING.to_string()
     } else {
         said.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ended_under_a_poll_is_told_from_a_plugin_that_fails() {
+        let said =
+            |reply: &[&[u8]]| comments(&reply.iter().map(|l| l.to_vec()).collect::<Vec<_>>());
+        let plugin = |request, reply: &[&[u8]]| PollError::Plugin {
+            request,
+            said: said(reply),
+        };
+        let (at_once, later) = (Duration::from_millis(20), Duration::from_secs(10));
+        let closed = PollError::Node(NodeError::Closed {
+            request: "config a".to_string(),
+        });
+        assert!(closed.ended_session(later));
+        assert!(plugin("config", &[]).ended_session(later));
+        assert!(plugin("config", &[b"# Timed out"]).ended_session(at_once));
+        assert!(plugin("fetch", &[b"# Timed out"]).ended_session(at_once));
+        // A plugin that hangs is killed after munin-node's timeout; one that fails, fails.
+        assert!(!plugin("config", &[b"# Timed out"]).ended_session(later));
+        assert!(!plugin("config", &[b"# Bad exit"]).ended_session(at_once));
+        assert!(!plugin("fetch", &[]).ended_session(at_once));
+        assert!(!PollError::Unknown.ended_session(at_once));
     }
 }

@@ -9,7 +9,7 @@
 //! Connections stay with their node: a worker takes an idle one of the job's node, or
 //! opens one, and gives it back after a good poll (at most `--connections` are kept).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -33,8 +33,11 @@ pub(crate) struct NodeLink {
     pub(crate) default_rate: u64,
     /// How many idle connections are kept.
     keep: usize,
-    /// How long a connection is used (see [`crate::asyncd::env::Timings`]).
+    /// How long a connection is used at most (see [`crate::asyncd::env::Timings`]).
     keep_for: Duration,
+    /// How long a connection is used now, in milliseconds: `keep_for`, or less once
+    /// munin-node ended a session under a poll (see [`NodeLink::session_ended`]).
+    life: AtomicU64,
     idle: Mutex<Vec<NodeConn>>,
 }
 
@@ -53,12 +56,13 @@ impl NodeLink {
             default_rate,
             keep: keep.max(1),
             keep_for,
+            life: AtomicU64::new(millis(keep_for)),
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    /// An idle connection opened less than `keep_for` before `now`, if there is one
-    /// (older ones are closed).
+    /// An idle connection opened less than its life before `now`, if there is one (older
+    /// ones are closed).
     pub(crate) fn take(&self, now: Instant) -> Option<NodeConn> {
         self.close_expiring_by(now);
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
@@ -71,8 +75,32 @@ impl NodeLink {
     pub(crate) fn close_expiring_by(&self, at: Instant) -> usize {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let before = idle.len();
-        idle.retain(|c| at.saturating_duration_since(c.born) < self.keep_for);
+        let life = self.life();
+        idle.retain(|c| at.saturating_duration_since(c.born) < life);
         before - idle.len()
+    }
+
+    /// How long a connection is used now.
+    pub(crate) fn life(&self) -> Duration {
+        Duration::from_millis(self.life.load(Ordering::SeqCst))
+    }
+
+    /// munin-node ended the session of a connection kept `age` under a poll: its
+    /// `global_timeout` (15 minutes unless set) is shorter than a connection's life, or it
+    /// was restarted. From now on a connection is used for half that age at most, so no
+    /// poll meets a session's last 5 s (munin-node runs no plugin then, and cuts one
+    /// running short) nor its end. Says the new life when it shrank. One restart can
+    /// only shorten it until the list is read again ([`NodeLink::full_life`]).
+    pub(crate) fn session_ended(&self, age: Duration) -> Option<Duration> {
+        let half = millis(age / 2);
+        let before = self.life.fetch_min(half, Ordering::SeqCst);
+        (half < before).then(|| Duration::from_millis(half))
+    }
+
+    /// Back to the full life (at each reading of the plugin list, hourly and at SIGHUP):
+    /// what a restart taught is forgotten; a short `global_timeout` is met once more.
+    pub(crate) fn full_life(&self) {
+        self.life.store(millis(self.keep_for), Ordering::SeqCst);
     }
 
     /// Gives a connection back after a good poll (closed if enough are idle), its read
@@ -84,6 +112,10 @@ impl NodeLink {
             idle.push(conn);
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A unit of work for a worker.
@@ -246,7 +278,7 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         thread::spawn(move || {
             let mut held = Vec::new();
-            for s in listener.incoming().take(4) {
+            for s in listener.incoming().take(5) {
                 let mut s = s.unwrap();
                 s.write_all(b"# munin node at x\n").unwrap();
                 held.push(s);
@@ -280,5 +312,19 @@ mod tests {
         // The other one is past its time: closed, not given.
         assert!(link.take(t0 + Duration::from_secs(300)).is_none());
         assert!(link.idle.lock().unwrap().is_empty());
+
+        // A session ended under a poll at 100 s: half that from now on, only shorter.
+        assert_eq!(
+            link.session_ended(Duration::from_secs(100)),
+            Some(Duration::from_secs(50))
+        );
+        assert_eq!(link.session_ended(Duration::from_secs(120)), None);
+        assert_eq!(link.life(), Duration::from_secs(50));
+        let mut c = NodeConn::connect(&addr, Duration::from_secs(5)).unwrap();
+        c.born = t0;
+        link.give_back(c);
+        assert!(link.take(t0 + Duration::from_secs(50)).is_none());
+        link.full_life();
+        assert_eq!(link.life(), Duration::from_secs(300));
     }
 }

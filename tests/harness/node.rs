@@ -74,11 +74,14 @@ impl PrivateNode {
             std::os::unix::fs::symlink(target, plugin_dir.join(name)).unwrap();
         }
         let d = dir.path().display();
+        let global = setup
+            .global_timeout
+            .map_or(String::new(), |s| format!("global_timeout {s}\n"));
         fs::write(
             dir.path().join("munin-node.conf"),
             format!(
                 "log_level 4\nlog_file {d}/munin-node.log\npid_file {d}/munin-node.pid\nbackground 0\nsetsid 0\n\
-                 user root\ngroup root\nhost 127.0.0.1\nport {port}\nallow ^127\\.0\\.0\\.1$\ntimeout 60\n"
+                 user root\ngroup root\nhost 127.0.0.1\nport {port}\nallow ^127\\.0\\.0\\.1$\ntimeout 60\n{global}"
             ),
         )
         .unwrap();
@@ -150,6 +153,8 @@ pub struct NodeSetup<'a> {
     pub plugin_conf: Option<&'a [(&'a str, &'a str)]>,
     /// An empty plugin-state directory, as on a new machine.
     pub fresh_state: bool,
+    /// munin-node's `global_timeout` (the longest a session lasts); None: its 900 s.
+    pub global_timeout: Option<u32>,
 }
 
 /// The plugins Debian's postinst enables on this machine: what `munin-node-configure
