@@ -122,20 +122,19 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
         })
     } else {
         conn = link.take(env.now());
-        let kept = conn.as_ref().map(|c| c.born);
-        match poll(link, env, &mut conn, &job) {
-            Err(e)
-                if kept.is_some()
-                    && e.ended_session(env.now().saturating_duration_since(started)) =>
+        // How old a kept connection was when the poll began.
+        let kept = conn
+            .as_ref()
+            .map(|c| started.saturating_duration_since(c.born));
+        match (poll(link, env, &mut conn, &job), kept) {
+            (Err(e), Some(age))
+                if e.ended_session(env.now().saturating_duration_since(started)) =>
             {
                 // A connection kept idle may have been closed meanwhile: munin-node ends
                 // every session after its global_timeout (15 minutes by default) and at a
                 // restart, and runs no plugin in a session's last 5 s. Once more on a new
                 // one, and connections are used for less time from now on.
                 log_debug!("plugin {}: {e}; again on a new connection", job.plugin);
-                let age = kept.map_or(Duration::ZERO, |born| {
-                    started.saturating_duration_since(born)
-                });
                 if let Some(life) = link.session_ended(age) {
                     log_info!(
                         "munin-node at {} ended the session of a connection {} s old (its \
@@ -149,7 +148,7 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
                 conn = None;
                 poll(link, env, &mut conn, &job)
             }
-            result => result,
+            (result, _) => result,
         }
     };
     // After a node, write or plugin fault the connection may be in any state, or held by
