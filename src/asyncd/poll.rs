@@ -63,6 +63,8 @@ pub(crate) enum PollError {
     Plugin {
         request: &'static str,
         said: String,
+        /// How long munin-node took to answer that request.
+        took: Duration,
     },
     /// Not started: the daemon is stopping.
     Stopped,
@@ -79,12 +81,16 @@ impl PollError {
     /// last 5 s munin-node starts the plugin and kills it straight away (its timeout
     /// would pass the session's end): `# Timed out` within a second, where a plugin that
     /// really hangs is given munin-node's `timeout` (whole seconds, 10 unless set).
-    fn ended_session(&self, took: Duration) -> bool {
+    fn ended_session(&self) -> bool {
         match self {
             PollError::Node(NodeError::Closed { .. }) => true,
-            PollError::Plugin { request, said } => {
+            PollError::Plugin {
+                request,
+                said,
+                took,
+            } => {
                 (*request == "config" && said == NOTHING)
-                    || (said == TIMED_OUT && took < Duration::from_secs(1))
+                    || (said == TIMED_OUT && *took < Duration::from_secs(1))
             }
             _ => false,
         }
@@ -98,7 +104,7 @@ impl std::fmt::Display for PollError {
             PollError::Write(e) => e.fmt(f),
             PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
             PollError::Stopped => f.write_str("not polled: stopping"),
-            PollError::Plugin { request, said } => {
+            PollError::Plugin { request, said, .. } => {
                 write!(f, "{request} gave nothing to spool ({said}); not spooled")
             }
             PollError::TooEarly { last } => write!(
@@ -127,9 +133,7 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
             .as_ref()
             .map(|c| started.saturating_duration_since(c.born));
         match (poll(link, env, &mut conn, &job), kept) {
-            (Err(e), Some(age))
-                if e.ended_session(env.now().saturating_duration_since(started)) =>
-            {
+            (Err(e), Some(age)) if e.ended_session() => {
                 // A connection kept idle may have been closed meanwhile: munin-node ends
                 // every session after its global_timeout (15 minutes by default) and at a
                 // restart, and runs no plugin in a session's last 5 s. Once more on a new
@@ -189,15 +193,17 @@ fn poll(
         None => open(link, env, conn).map_err(PollError::Node)?,
     };
     let config_time = env.unix();
+    let config_asked = env.now();
     let (config, fetched) = if job.pipeline {
         // The fetch's time: when munin-node starts on it, once the config is answered.
         let (config, fetch_time, fetched) = c
-            .config_and_fetch(plugin, || env.unix())
+            .config_and_fetch(plugin, || (env.unix(), env.now()))
             .map_err(PollError::Node)?;
         (config, Some((fetch_time, fetched)))
     } else {
         (c.config(plugin).map_err(PollError::Node)?, None)
     };
+    let config_took = env.now().saturating_duration_since(config_asked);
     if config
         .first()
         .is_some_and(|l| l.starts_with(b"# Unknown service"))
@@ -211,6 +217,7 @@ fn poll(
         return Err(PollError::Plugin {
             request: "config",
             said: comments(&config),
+            took: config_took,
         });
     }
     let dirty = config.iter().any(|l| is_value_line(l));
@@ -218,9 +225,12 @@ fn poll(
         // A fetch asked with the config is not used: the config's values are.
         (config_time, Vec::new())
     } else {
-        let (t, values) = match fetched {
+        let ((t, fetch_asked), values) = match fetched {
             Some(fetched) => fetched,
-            None => (env.unix(), c.fetch(plugin).map_err(PollError::Node)?),
+            None => (
+                (env.unix(), env.now()),
+                c.fetch(plugin).map_err(PollError::Node)?,
+            ),
         };
         if !values.iter().any(|l| is_value_line(l))
             && values.iter().any(|l| !l.trim_ascii().is_empty())
@@ -230,6 +240,7 @@ fn poll(
             return Err(PollError::Plugin {
                 request: "fetch",
                 said: comments(&values),
+                took: env.now().saturating_duration_since(fetch_asked),
             });
         }
         (t, values)
@@ -328,22 +339,23 @@ mod tests {
     fn a_session_ended_under_a_poll_is_told_from_a_plugin_that_fails() {
         let said =
             |reply: &[&[u8]]| comments(&reply.iter().map(|l| l.to_vec()).collect::<Vec<_>>());
-        let plugin = |request, reply: &[&[u8]]| PollError::Plugin {
+        let plugin = |request, reply: &[&[u8]], took| PollError::Plugin {
             request,
             said: said(reply),
+            took,
         };
         let (at_once, later) = (Duration::from_millis(20), Duration::from_secs(10));
         let closed = PollError::Node(NodeError::Closed {
             request: "config a".to_string(),
         });
-        assert!(closed.ended_session(later));
-        assert!(plugin("config", &[]).ended_session(later));
-        assert!(plugin("config", &[b"# Timed out"]).ended_session(at_once));
-        assert!(plugin("fetch", &[b"# Timed out"]).ended_session(at_once));
+        assert!(closed.ended_session());
+        assert!(plugin("config", &[], later).ended_session());
+        assert!(plugin("config", &[b"# Timed out"], at_once).ended_session());
+        assert!(plugin("fetch", &[b"# Timed out"], at_once).ended_session());
         // A plugin that hangs is killed after munin-node's timeout; one that fails, fails.
-        assert!(!plugin("config", &[b"# Timed out"]).ended_session(later));
-        assert!(!plugin("config", &[b"# Bad exit"]).ended_session(at_once));
-        assert!(!plugin("fetch", &[]).ended_session(at_once));
-        assert!(!PollError::Unknown.ended_session(at_once));
+        assert!(!plugin("config", &[b"# Timed out"], later).ended_session());
+        assert!(!plugin("config", &[b"# Bad exit"], at_once).ended_session());
+        assert!(!plugin("fetch", &[], at_once).ended_session());
+        assert!(!PollError::Unknown.ended_session());
     }
 }
