@@ -19,8 +19,9 @@ use crate::asyncd::poll::{Done, PollError};
 use crate::log_error;
 use crate::spool::writer::{SpoolWriter, WriteError};
 
-/// What waits for the next sync: a poll's report, whose record is written; or a
-/// SPOOL-META written to its temporary file, renamed into place after the sync.
+/// What waits for the next sync: a poll's report, whose record is written; a SPOOL-META
+/// written to its temporary file, renamed into place after the sync; or the health
+/// sample, written.
 struct Held {
     writer: Arc<SpoolWriter>,
     reply: Reply,
@@ -31,6 +32,8 @@ enum What {
     Report(Done),
     /// The index of the coordinator's spool.
     Meta(usize),
+    /// The health sample at this time, written.
+    Health(u64),
 }
 
 /// The committing thread's mailbox.
@@ -70,6 +73,16 @@ impl Committer {
             writer,
             reply,
             what: What::Report(done),
+        });
+    }
+
+    /// Passes [`Event::HealthWritten`] on to `reply` once `writer`'s filesystem is
+    /// synced: the health sample at `time` is written to it.
+    pub(crate) fn hold_health(&self, writer: Arc<SpoolWriter>, reply: Reply, time: u64) {
+        self.send(Held {
+            writer,
+            reply,
+            what: What::Health(time),
         });
     }
 
@@ -156,6 +169,10 @@ fn finish(group: Vec<Held>) {
             (What::Meta(spool), Err(said)) => Event::Published {
                 spool,
                 result: Err(failed(&held.writer, said)),
+            },
+            (What::Health(time), synced) => Event::HealthWritten {
+                time,
+                result: synced.clone().map_err(|said| failed(&held.writer, &said)),
             },
         };
         held.reply.send(event);

@@ -23,7 +23,7 @@ use crate::asyncd::cli::DaemonConfig;
 use crate::asyncd::commit::Committer;
 use crate::asyncd::daemon::{is_own_node, open_spool, valid_node_name, NodeSpool};
 use crate::asyncd::env::Env;
-use crate::asyncd::health::{Dropped, Outcome, Recorder, PLUGIN};
+use crate::asyncd::health::{Dropped, HealthSample, Outcome, Recorder, PLUGIN};
 use crate::asyncd::node::{NodeConn, NodeError};
 use crate::asyncd::poll::{run_job, Done, Job, PollError};
 use crate::asyncd::registry::Registry;
@@ -35,6 +35,9 @@ use crate::spool::names::sanitise;
 use crate::spool::writer::WriteError;
 use crate::util::log::Quoted;
 use crate::{log_debug, log_error, log_info, log_notice, log_warn};
+
+/// The longest a health sample waits for its node's round to be in, in seconds.
+const HEALTH_WAIT: u64 = 5;
 
 /// The longest plugin name spooled: its file name must stay under the usual 255 bytes.
 const MAX_PLUGIN_NAME: usize = 200;
@@ -53,6 +56,11 @@ pub(crate) enum Event {
     },
     Done(Done),
     Listed(ListResult),
+    /// The health sample at `time` spooled (or not).
+    HealthWritten {
+        time: u64,
+        result: Result<(), WriteError>,
+    },
     /// A spool's SPOOL-META written (or not).
     Published {
         spool: usize,
@@ -91,6 +99,11 @@ pub(crate) struct Coordinator<'a> {
     allowed: usize,
     /// The daemon's own counters, spooled as the `munin_asyncd` plugin.
     health: Recorder,
+    /// The time of the health sample taken and not yet spooled: `complete_until` stays
+    /// before it until it is in.
+    health_writing: Option<u64>,
+    /// That sample, while it waits for the node's round to be in.
+    health_due: Option<HealthSample>,
     /// Every plugin, and where each is in its cycle.
     plugins: Registry,
     /// The spools, the spool directory itself first.
@@ -168,6 +181,8 @@ impl<'a> Coordinator<'a> {
             reloading: false,
             next_list_at: 0,
             health: Recorder::new(env.unix(), cfg.default_rate),
+            health_writing: None,
+            health_due: None,
             env,
         }
     }
@@ -196,9 +211,7 @@ impl<'a> Coordinator<'a> {
         self.dispatch(now);
         self.grow();
         self.send_held(now);
-        if self.health.turn(now, &self.spools) {
-            self.stirred = true;
-        }
+        self.spool_health(now);
         self.next_list_at = if self.listing {
             now
         } else {
@@ -215,6 +228,52 @@ impl<'a> Coordinator<'a> {
             retention::clean(self.cfg, &self.spools, now);
         }
         self.next_wake()
+    }
+
+    /// Takes the health sample when one is due (none while the last is still being
+    /// written: a disk that slow gets one sample, not a queue of them), and hands it to a
+    /// worker once the node's round is in (no poll holds a connection or waits for one),
+    /// or [`HEALTH_WAIT`] after its time at the latest: measuring the spool takes a
+    /// system call a file, which the round's second is better without.
+    fn spool_health(&mut self, now: u64) {
+        let Some(root) = self.spools.first() else {
+            return;
+        };
+        if let Some(sample) = self.health.take_due(now, root.floor) {
+            match self.health_writing {
+                Some(writing) => log_debug!(
+                    "{}: the health sample at {writing} is not written yet: none at {now}",
+                    self.cfg.host
+                ),
+                None => {
+                    self.stirred = true;
+                    self.health_writing = Some(sample.time);
+                    self.health_due = Some(sample);
+                }
+            }
+        }
+        let round_in = self.plugins.held() == 0 && self.plugins.polling() == 0;
+        let Some(sample) = self
+            .health_due
+            .take_if(|s| round_in || now >= s.time.saturating_add(HEALTH_WAIT))
+        else {
+            return;
+        };
+        let dirs: Vec<_> = self
+            .spools
+            .iter()
+            .map(|s| s.writer.dir().to_path_buf())
+            .collect();
+        let (writer, reply, commit) =
+            (root.writer.clone(), self.reply.clone(), self.commit.clone());
+        self.workers.run(Box::new(move || {
+            let time = sample.time;
+            let result = sample.spool(&dirs, &writer, commit.is_some());
+            match (commit, result) {
+                (Some(commit), Ok(())) => commit.hold_health(writer, reply, time),
+                (_, result) => reply.send(Event::HealthWritten { time, result }),
+            }
+        }));
     }
 
     /// Between rounds, closes the idle connections that would be too old to use by the
@@ -258,13 +317,21 @@ impl<'a> Coordinator<'a> {
         }
         if self.publish_pending {
             if let Some(at) = self.published {
-                wake = wake.min(at + timings.publish_every);
+                wake = wake.min(at + self.publish_gap());
             }
         }
         let (now, unix) = (self.env.now(), self.env.unix());
-        for t in [self.plugins.next_due(), Some(self.health.next())]
-            .into_iter()
-            .flatten()
+        let health_due = self
+            .health_due
+            .as_ref()
+            .map(|s| s.time.saturating_add(HEALTH_WAIT));
+        for t in [
+            self.plugins.next_due(),
+            Some(self.health.next()),
+            health_due,
+        ]
+        .into_iter()
+        .flatten()
         {
             // On the second it is due: the unix clock turns to `t` within a second.
             let left = if t > unix {
@@ -279,9 +346,21 @@ impl<'a> Coordinator<'a> {
         wake
     }
 
-    /// How many polls and SPOOL-META writes are under way.
+    /// The shortest time between two SPOOL-META writes now: longer while a round is under
+    /// way (see [`crate::asyncd::env::Timings::publish_in_round`]).
+    fn publish_gap(&self) -> Duration {
+        if self.plugins.held() > 0 || self.plugins.under_way() > 0 {
+            self.env.timings.publish_in_round
+        } else {
+            self.env.timings.publish_every
+        }
+    }
+
+    /// How many polls, SPOOL-META writes and health samples are under way.
     pub(crate) fn in_flight(&self) -> usize {
-        self.plugins.under_way() + self.spools.iter().filter(|s| s.writing).count()
+        self.plugins.under_way()
+            + self.spools.iter().filter(|s| s.writing).count()
+            + usize::from(self.health_writing.is_some())
     }
 
     /// Whether writes are under way: samples waiting for their group's sync, or SPOOL-META.
@@ -343,6 +422,13 @@ impl<'a> Coordinator<'a> {
                 } else {
                     self.next_list = self.env.now() + self.backoff;
                     self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+                }
+            }
+            Event::HealthWritten { time, result } => {
+                self.health_writing = None;
+                match result {
+                    Ok(()) => self.health.spooled(time),
+                    Err(e) => log_debug!("{PLUGIN}: {e}"),
                 }
             }
             Event::Published { spool, result } => {
@@ -678,16 +764,17 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Rewrites each node's SPOOL-META when something changed, at most once a second
-    /// (with Durability::Record every write is synced), or now with `force` (at the stop:
+    /// (every ten while a round is under way; with Durability::Record every write is
+    /// synced), or now with `force` (at the stop:
     /// with nothing in flight, every sample up to `now` is in, and a restart takes none at
     /// or before it, see `floor`).
     fn publish(&mut self, now: u64, force: bool) {
-        // Within a second of the last write nothing is written: look again then (at
+        // Within `publish_gap` of the last write nothing is written: look again then (at
         // worst to find nothing new) rather than work out now what there would be.
         if !force
-            && self.published.is_some_and(|at| {
-                self.env.now().saturating_duration_since(at) < self.env.timings.publish_every
-            })
+            && self
+                .published
+                .is_some_and(|at| self.env.now().saturating_duration_since(at) < self.publish_gap())
         {
             self.publish_pending |= std::mem::take(&mut self.stirred);
             return;
@@ -704,7 +791,11 @@ impl<'a> Coordinator<'a> {
         // What each spool's SPOOL-META would say, and whether that is news.
         let mut news = Vec::with_capacity(self.spools.len());
         for (i, spool) in self.spools.iter().enumerate() {
-            let oldest = self.plugins.oldest(i, now);
+            let mut oldest = self.plugins.oldest(i, now);
+            if i == 0 {
+                // The health sample being written is a poll under way.
+                oldest = oldest.into_iter().chain(self.health_writing).min();
+            }
             let complete = watermark::complete_until(oldest, next_due, now, spool.said, force);
             let listed = self.plugins.of_spool(i).any(|p| p.listed);
             let changed = spool.dirty || (listed && spool.said != Some(complete));

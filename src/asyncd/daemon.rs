@@ -292,7 +292,13 @@ pub(crate) fn drive(
         let deadline = stopped + if writing { t.write_grace } else { t.stop_grace };
         let left = deadline.saturating_duration_since(env.now());
         match events.recv_timeout(left) {
-            Ok((i, event @ (Event::Done(_) | Event::Written { .. } | Event::Published { .. }))) => {
+            Ok((
+                i,
+                event @ (Event::Done(_)
+                | Event::Written { .. }
+                | Event::Published { .. }
+                | Event::HealthWritten { .. }),
+            )) => {
                 if let Some(node) = nodes.get_mut(i) {
                     node.handle(event);
                 }

@@ -50,6 +50,12 @@ pub(crate) struct Timings {
     pub(crate) first_backoff: Duration,
     /// The shortest time between two SPOOL-META writes of one node.
     pub(crate) publish_every: Duration,
+    /// The same while a round is under way (polls waiting for a connection or not back
+    /// yet): each write would only move `complete_until` on by a second (a waiting poll
+    /// will take a later sample), and a site's thousand nodes, their rounds coming in
+    /// over a few seconds, each wrote once a second for nothing (a rename and a sync
+    /// each). The write once the round is in is not held back.
+    pub(crate) publish_in_round: Duration,
     /// How long a stop waits for polls under way, so it still ends within a second.
     pub(crate) stop_grace: Duration,
     /// How long a stop waits for writes under way (samples waiting for their group's
@@ -66,6 +72,7 @@ impl Default for Timings {
             keep_connection: Duration::from_secs(300),
             first_backoff: Duration::from_secs(1),
             publish_every: Duration::from_secs(1),
+            publish_in_round: Duration::from_secs(10),
             stop_grace: Duration::from_millis(700),
             write_grace: Duration::from_secs(10),
         }

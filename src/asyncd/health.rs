@@ -14,12 +14,11 @@
 //!   cursor munin-async records at each spoolfetch ([`crate::spool::CURSOR_FILE`]).
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::asyncd::daemon::NodeSpool;
 use crate::asyncd::schedule::next_slot;
-use crate::log_debug;
-use crate::spool::writer::record_body;
+use crate::spool::writer::{record_body, SpoolWriter, WriteError};
 use crate::spool::{Spool, CURSOR_FILE};
 
 /// The plugin's name in the spool.
@@ -206,39 +205,75 @@ impl Recorder {
         self.next
     }
 
-    /// When a sample is due at `now`, writes it into `spools[0]` (the spool directory
-    /// itself) with the size of all `spools` and the master's lag; says whether it was due.
-    /// Never at or before a second already spooled or promised before a restart.
-    pub(crate) fn turn(&mut self, now: u64, spools: &[NodeSpool]) -> bool {
+    /// When a sample is due at `now`: the sample to spool into `root` (the spool
+    /// directory itself), with the counters as they are and the latency period ended;
+    /// `None` when none is due, or when `now` is at or before a second already spooled
+    /// (`last`, see [`Recorder::spooled`]) or promised before a restart (`floor`).
+    /// Measuring the spool and writing the sample are left to a worker
+    /// ([`HealthSample::spool`]): at a site's scale a thousand nodes each do it on the
+    /// second of their round, which the driving thread must spend handing out polls.
+    pub(crate) fn take_due(&mut self, now: u64, floor: u64) -> Option<HealthSample> {
         if now < self.next {
-            return false;
+            return None;
         }
         self.next = next_slot(now, self.rate);
-        let Some(root) = spools.first() else {
-            return true;
-        };
-        if now <= self.last || now <= root.floor {
-            return true;
+        if now <= self.last || now <= floor {
+            return None;
         }
-        let (bytes, lag) = measure(spools, now);
-        let lines = self.counters.output(self.rate, bytes, lag);
-        let mut body = Vec::new();
-        record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
-        match root.writer.append(PLUGIN, now, &body) {
-            Ok(()) => self.last = now,
-            Err(e) => log_debug!("{PLUGIN}: {e}"),
-        }
-        true
+        let counters = self.counters.clone();
+        self.counters.latency_sum = Duration::ZERO;
+        self.counters.latency_max = Duration::ZERO;
+        self.counters.latency_n = 0;
+        Some(HealthSample {
+            time: now,
+            rate: self.rate,
+            counters,
+        })
+    }
+
+    /// The sample at `time` is spooled: none is taken at or before it.
+    pub(crate) fn spooled(&mut self, time: u64) {
+        self.last = self.last.max(time);
     }
 }
 
-/// The bytes in `spools`' interval files, and the seconds at `now` since the newest sample
-/// a master fetched from any of them (None before any fetch).
-fn measure(spools: &[NodeSpool], now: u64) -> (u64, Option<u64>) {
+/// One health sample, taken on the driving thread and spooled on a worker.
+#[derive(Debug)]
+pub(crate) struct HealthSample {
+    /// Its time.
+    pub(crate) time: u64,
+    rate: u64,
+    counters: Health,
+}
+
+impl HealthSample {
+    /// Measures `dirs` (the node's spool directories: their interval files' bytes, and
+    /// the master's lag) and appends the sample to `writer` (unsynced with `unsynced`:
+    /// the group commit syncs it).
+    pub(crate) fn spool(
+        mut self,
+        dirs: &[PathBuf],
+        writer: &SpoolWriter,
+        unsynced: bool,
+    ) -> Result<(), WriteError> {
+        let (bytes, lag) = measure(dirs, self.time);
+        let lines = self.counters.output(self.rate, bytes, lag);
+        let mut body = Vec::new();
+        record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
+        if unsynced {
+            writer.append_unsynced(PLUGIN, self.time, &body)
+        } else {
+            writer.append(PLUGIN, self.time, &body)
+        }
+    }
+}
+
+/// The bytes in the interval files of `dirs`, and the seconds at `now` since the newest
+/// sample a master fetched from any of them (None before any fetch).
+fn measure(dirs: &[PathBuf], now: u64) -> (u64, Option<u64>) {
     let mut bytes = 0;
     let mut lag: Option<u64> = None;
-    for spool in spools {
-        let dir = spool.writer.dir();
+    for dir in dirs {
         if let Ok(s) = Spool::open(dir) {
             for f in s.interval_files().unwrap_or_default() {
                 bytes += s.size_of(&f);

@@ -581,3 +581,39 @@ fn a_global_timeout_shorter_than_a_connections_life_costs_one_retry_an_hour() {
     assert_eq!(times(rig.dir(), "fast"), slots);
     assert_eq!(rig.control.ended.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_before() {
+    // `hang` has no update_rate: it is polled every 300 s, as the health sample is taken.
+    let rig = Rig::new(&["hang"], T0);
+    let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
+    let mut node = rig.node(true);
+    for _ in 0..1000 {
+        let next = node.turn();
+        if env.unix() >= T0 + 300 && node.polling() > 0 {
+            break;
+        }
+        if node.busy() {
+            let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            node.handle(event);
+        } else if next > env.now() {
+            fake.advance_to(next);
+        }
+    }
+    assert_eq!(env.unix(), T0 + 300);
+    assert_eq!(node.polling(), 1, "the round at 300 is under way");
+    // `hang` answers after 1.5 s: meanwhile the health sample due at 300 waits, and
+    // nothing at or after it is promised.
+    assert!(times(dir, "munin_asyncd").is_empty());
+    assert!(complete_until(dir) < T0 + 300);
+    while node.busy() {
+        let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        node.handle(event);
+        node.turn();
+    }
+    // Written once the round is in, with its own time.
+    assert_eq!(times(dir, "hang"), [T0, T0 + 300]);
+    assert_eq!(times(dir, "munin_asyncd"), [T0 + 300]);
+    rig.run_until(&mut node, T0 + 302);
+    assert!(complete_until(dir) >= T0 + 300, "{}", complete_until(dir));
+}
