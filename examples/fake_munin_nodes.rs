@@ -5,17 +5,25 @@
 //! BASE+NODES-1; node k greets as `nodek`, lists plugins `p0` … `p{PLUGINS-1}`, each with
 //! `update_rate RATE` and one GAUGE value. It prints `ready` once every port listens.
 //! One thread, epoll, non-blocking sockets.
+//!
+//! It also measures the lateness the benchmark is after where it can be seen to the
+//! millisecond: when each `fetch` arrives, minus its slot (the last multiple of RATE
+//! seconds). Once a round is over (the next slot begun) it prints a line on standard output:
+//! `round SLOT N P50 P99 MAX`, N the requests seen and the others in milliseconds.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 struct Conn {
     stream: TcpStream,
     node: usize,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Whether epoll watches for writing too.
+    writing: bool,
 }
 
 fn arg(args: &[String], i: usize) -> usize {
@@ -24,21 +32,79 @@ fn arg(args: &[String], i: usize) -> usize {
         .unwrap_or_else(|| panic!("usage: fake_munin_nodes BASE NODES PLUGINS RATE"))
 }
 
-fn answer(line: &[u8], node: usize, list: &str, rate: usize, out: &mut Vec<u8>) -> bool {
-    let line = String::from_utf8_lossy(line);
-    let line = line.trim();
-    if line.starts_with("cap") {
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Each round's arrival times, in milliseconds after its slot.
+struct Rounds {
+    rate_ms: u64,
+    by_slot: HashMap<u64, Vec<u64>>,
+}
+
+impl Rounds {
+    /// A fetch arrived now.
+    fn seen(&mut self) {
+        let now = now_ms();
+        let slot = now / self.rate_ms * self.rate_ms;
+        self.by_slot.entry(slot).or_default().push(now - slot);
+    }
+
+    /// Prints the rounds that are over.
+    fn report(&mut self) {
+        let now = now_ms();
+        // Every request of a slot arrives before the next slot begins.
+        let over = self.rate_ms;
+        let mut done: Vec<u64> = self
+            .by_slot
+            .keys()
+            .filter(|&&s| now >= s + over)
+            .copied()
+            .collect();
+        done.sort_unstable();
+        for slot in done {
+            let mut late = self.by_slot.remove(&slot).unwrap_or_default();
+            late.sort_unstable();
+            let at = |q: f64| late[((q * late.len() as f64) as usize).min(late.len() - 1)];
+            println!(
+                "round {} {} {} {} {}",
+                slot / 1000,
+                late.len(),
+                at(0.5),
+                at(0.99),
+                late[late.len() - 1]
+            );
+        }
+    }
+}
+
+fn answer(
+    line: &[u8],
+    node: usize,
+    (list, rate): (&str, usize),
+    rounds: &mut Rounds,
+    out: &mut Vec<u8>,
+) -> bool {
+    let line = line.trim_ascii();
+    if line.starts_with(b"cap") {
         out.extend_from_slice(b"cap multigraph dirtyconfig\n");
-    } else if line == "nodes" {
+    } else if line == b"nodes" {
         out.extend_from_slice(format!("node{node}\n.\n").as_bytes());
-    } else if line.starts_with("list") {
+    } else if line.starts_with(b"list") {
         out.extend_from_slice(list.as_bytes());
-    } else if let Some(p) = line.strip_prefix("config ") {
-        let text = format!("graph_title {p}\nupdate_rate {rate}\nv.label v\nv.type GAUGE\n.\n");
-        out.extend_from_slice(text.as_bytes());
-    } else if line.starts_with("fetch ") {
+    } else if let Some(p) = line.strip_prefix(b"config ") {
+        out.extend_from_slice(b"graph_title ");
+        out.extend_from_slice(p);
+        out.extend_from_slice(b"\nupdate_rate ");
+        out.extend_from_slice(rate.to_string().as_bytes());
+        out.extend_from_slice(b"\nv.label v\nv.type GAUGE\n.\n");
+    } else if line.starts_with(b"fetch ") {
+        rounds.seen();
         out.extend_from_slice(b"v.value 42\n.\n");
-    } else if line == "quit" {
+    } else if line == b"quit" {
         return false;
     } else {
         out.extend_from_slice(b"# Unknown command\n");
@@ -82,9 +148,14 @@ fn main() {
     let mut conns: HashMap<i32, Conn> = HashMap::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = vec![0u8; 16 * 1024];
+    let mut rounds = Rounds {
+        rate_ms: rate.max(1) as u64 * 1000,
+        by_slot: HashMap::new(),
+    };
     loop {
+        rounds.report();
         // SAFETY: waits into a buffer of the given length.
-        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, -1) };
+        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, 1000) };
         for ev in events.iter().take(n.max(0) as usize) {
             let fd = ev.u64 as i32;
             if let Some((l, k)) = listeners.get(&fd) {
@@ -97,8 +168,10 @@ fn main() {
                         node: *k,
                         input: Vec::new(),
                         output: format!("# munin node at node{k}\n").into_bytes(),
+                        writing: false,
                     };
                     let _ = flush(&mut c);
+                    c.writing = !c.output.is_empty();
                     ctl(epfd, libc::EPOLL_CTL_ADD, cfd, interest(&c));
                     conns.insert(cfd, c);
                 }
@@ -108,36 +181,38 @@ fn main() {
                 continue;
             };
             let mut open = true;
+            // One read an event: a request is a line or two, and epoll reports the
+            // socket again while more waits.
             loop {
                 match c.stream.read(&mut buf) {
-                    Ok(0) => {
-                        open = false;
-                        break;
-                    }
+                    Ok(0) => open = false,
                     Ok(m) => c.input.extend_from_slice(&buf[..m]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        open = false;
-                        break;
-                    }
+                    Err(_) => open = false,
                 }
+                break;
             }
-            while let Some(end) = c.input.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = c.input.drain(..=end).collect();
-                if !answer(&line, c.node, &list, rate, &mut c.output) {
+            let mut used = 0;
+            while let Some(end) = c.input[used..].iter().position(|&b| b == b'\n') {
+                let line = &c.input[used..used + end];
+                used += end + 1;
+                if !answer(line, c.node, (&list, rate), &mut rounds, &mut c.output) {
                     open = false;
                     break;
                 }
             }
+            c.input.drain(..used);
             if open {
                 open = flush(c).is_ok();
             }
-            if open {
-                ctl(epfd, libc::EPOLL_CTL_MOD, fd, interest(c));
-            } else {
+            if !open {
                 ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
                 conns.remove(&fd);
+            } else if c.writing == c.output.is_empty() {
+                // Told to epoll only when it changes: a system call a request saved.
+                c.writing = !c.output.is_empty();
+                ctl(epfd, libc::EPOLL_CTL_MOD, fd, interest(c));
             }
         }
     }
