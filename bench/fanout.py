@@ -11,6 +11,8 @@ of two rates it measures, over SECONDS:
   - slots filled: for every node and plugin, the RATE slots within the window that hold
     a sample, against all there were;
   - lateness: a sample's time (when its request went out) minus its slot; p50, p99, max.
+    Samples are stamped in whole seconds; with the Rust fake node, each round's lateness
+    to the millisecond too, as the fake node saw each fetch arrive.
 Then the idle case: one node whose plugins are due once a day, after its first round:
 bytes written and CPU over 30 s.
 
@@ -221,6 +223,15 @@ def main():
         d.wait(timeout=30)
         fake.kill()
         fake.wait()
+        if a.fake == "rust" and 'start' in locals():
+            # "round SLOT N P50 P99 MAX" (ms), printed once the next slot began.
+            rounds = []
+            for line in fake.stdout.read().splitlines():
+                f = line.split()
+                if len(f) == 6 and f[0] == "round" and start <= int(f[1]) < start + a.seconds:
+                    rounds.append(tuple(int(x) for x in f[1:]))
+            print("lateness at the fake node, each round (fetches, p50 / p99 / max ms): " +
+                  "; ".join(f"{n}, {p50} / {p99} / {mx}" for _, n, p50, p99, mx in rounds))
         log.close()
         fake_log.close()
         errors = os.path.getsize(os.path.join(work, "fake.log"))
