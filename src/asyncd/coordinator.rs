@@ -56,6 +56,8 @@ pub(crate) enum Event {
     },
     Done(Done),
     Listed(ListResult),
+    /// Old spool files cleaned up (what went is logged).
+    Cleaned,
     /// The health sample at `time` spooled (or not).
     HealthWritten {
         time: u64,
@@ -125,8 +127,9 @@ pub(crate) struct Coordinator<'a> {
     /// does not answer.
     next_list: Instant,
     backoff: Duration,
-    /// When old spool files are next looked for.
+    /// When old spool files are next looked for, and whether a worker is at it.
     next_cleanup: Instant,
+    cleaning: bool,
     /// SPOOL-META has something new to say, held back by the once-a-second limit.
     publish_pending: bool,
     /// Something that SPOOL-META says may have changed since it was last worked out: a
@@ -176,6 +179,7 @@ impl<'a> Coordinator<'a> {
             next_list: now,
             backoff: env.timings.first_backoff,
             next_cleanup: now,
+            cleaning: false,
             publish_pending: false,
             stirred: true,
             reloading: false,
@@ -223,9 +227,16 @@ impl<'a> Coordinator<'a> {
         };
         self.publish(now, false);
         self.close_idle_connections(now);
-        if self.cfg.cleanup && self.env.now() >= self.next_cleanup {
+        if self.cfg.cleanup && self.env.now() >= self.next_cleanup && !self.cleaning {
             self.next_cleanup = self.env.now() + self.env.timings.cleanup_every;
-            retention::clean(self.cfg, &self.spools, now);
+            self.cleaning = true;
+            let bounds = retention::Bounds::of(self.cfg);
+            let writers: Vec<_> = self.spools.iter().map(|s| s.writer.clone()).collect();
+            let reply = self.reply.clone();
+            self.workers.run(Box::new(move || {
+                retention::clean(bounds, &writers, now);
+                reply.send(Event::Cleaned);
+            }));
         }
         self.next_wake()
     }
@@ -397,10 +408,11 @@ impl<'a> Coordinator<'a> {
 
     /// Takes in one event.
     pub(crate) fn handle(&mut self, event: Event) {
-        // A record written (`Written`) frees a connection but changes no promise.
+        // A record written (`Written`) frees a connection but changes no promise; nor
+        // does a cleanup, or a SPOOL-META written.
         self.stirred |= !matches!(
             event,
-            Event::Published { .. } | Event::Wake | Event::Written { .. }
+            Event::Published { .. } | Event::Wake | Event::Written { .. } | Event::Cleaned
         );
         match event {
             Event::Written { id } => {
@@ -424,6 +436,7 @@ impl<'a> Coordinator<'a> {
                     self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
                 }
             }
+            Event::Cleaned => self.cleaning = false,
             Event::HealthWritten { time, result } => {
                 self.health_writing = None;
                 match result {

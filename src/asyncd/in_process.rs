@@ -617,3 +617,46 @@ fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_
     rig.run_until(&mut node, T0 + 302);
     assert!(complete_until(dir) >= T0 + 300, "{}", complete_until(dir));
 }
+
+#[test]
+fn spool_meta_is_not_rewritten_each_second_while_polls_wait_for_a_connection() {
+    let mut rig = Rig::new(&["hang", "fast"], T0);
+    rig.cfg.connections = 1;
+    rig.env.timings.stuck = Duration::from_secs(60);
+    let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
+    let mut node = rig.node(false);
+    // `hang` takes the one connection for 1.5 s (real time); `fast` waits for it.
+    for _ in 0..100 {
+        let next = node.turn();
+        if node.polling() > 0 {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((_, event)) => node.handle(event),
+            Err(_) => fake.advance_to(next),
+        }
+    }
+    assert_eq!(node.polling(), 1);
+    let start = env.unix();
+    // Five seconds of the test's clock while `fast` waits: each would move complete_until
+    // on by a second, and none is written.
+    let mut published = 0;
+    for _ in 0..5 {
+        fake.advance(Duration::from_secs(1));
+        node.turn();
+        while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(20)) {
+            published += usize::from(matches!(event, Event::Published { .. }));
+            node.handle(event);
+        }
+    }
+    assert_eq!(published, 0, "SPOOL-META written while the round waits");
+    assert!(complete_until(dir) < start);
+    // Once the round is in, it is written at once.
+    while node.in_flight() > 0 || node.busy() {
+        let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        node.handle(event);
+        node.turn();
+    }
+    assert_eq!(times(dir, "fast"), [start + 5]);
+    assert!(complete_until(dir) >= start + 5, "{}", complete_until(dir));
+}

@@ -3,16 +3,36 @@
 //! itself is the spool writer's ([`crate::spool::writer::SpoolWriter::cleanup`]); this is
 //! when and what is logged.
 
+use std::sync::Arc;
+
 use crate::asyncd::cli::DaemonConfig;
-use crate::asyncd::daemon::NodeSpool;
+use crate::spool::writer::SpoolWriter;
 use crate::{log_error, log_info, log_warn};
 
-/// Cleans each of `spools` at `now`, logging what went.
-pub(crate) fn clean(cfg: &DaemonConfig, spools: &[NodeSpool], now: u64) {
-    let max_age = cfg.interval.saturating_mul(cfg.retain);
-    for spool in spools {
-        let dir = spool.writer.dir();
-        match spool.writer.cleanup(now, max_age) {
+/// What a cleanup keeps: files younger than `max_age` seconds, and with `max_bytes`, at
+/// most that many bytes a spool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    max_age: u64,
+    max_bytes: Option<u64>,
+}
+
+impl Bounds {
+    /// The bounds `cfg` sets.
+    pub(crate) fn of(cfg: &DaemonConfig) -> Bounds {
+        Bounds {
+            max_age: cfg.interval.saturating_mul(cfg.retain),
+            max_bytes: cfg.max_spool_bytes,
+        }
+    }
+}
+
+/// Cleans each of `spools` at `now`, logging what went. Run on a worker: a directory
+/// read a spool, and a thousand nodes at a site.
+pub(crate) fn clean(bounds: Bounds, spools: &[Arc<SpoolWriter>], now: u64) {
+    for writer in spools {
+        let dir = writer.dir();
+        match writer.cleanup(now, bounds.max_age) {
             Ok(r) if r.removed > 0 => {
                 log_info!(
                     "cleanup of {}: {} old spool files removed",
@@ -23,10 +43,10 @@ pub(crate) fn clean(cfg: &DaemonConfig, spools: &[NodeSpool], now: u64) {
             Ok(_) => {}
             Err(e) => log_error!("cleanup: {e}"),
         }
-        let Some(max) = cfg.max_spool_bytes else {
+        let Some(max) = bounds.max_bytes else {
             continue;
         };
-        match spool.writer.cap_size(now, max) {
+        match writer.cap_size(now, max) {
             Ok(r) => {
                 if r.removed > 0 {
                     log_warn!(
