@@ -242,6 +242,22 @@ impl Rig {
     }
 
     /// Runs the node until `end` (see [`run_until`]).
+    /// Turns `node` as the driving loop does, moving the clock to each next wake, until a
+    /// poll holds a connection.
+    fn until_polling(&self, node: &mut Coordinator) {
+        for _ in 0..100 {
+            let next = node.turn();
+            if node.polling() > 0 {
+                return;
+            }
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok((_, event)) => node.handle(event),
+                Err(_) => self.fake.advance_to(next),
+            }
+        }
+        panic!("no poll went out in 100 turns");
+    }
+
     fn run_until(&self, node: &mut Coordinator, end: u64) -> Vec<u64> {
         run_until(node, &self.rx, &self.fake, &self.env, end)
     }
@@ -440,16 +456,7 @@ fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
     // The list, then one connection: `hang` (first in the list) takes it, `fast` waits.
     // Polled once the list is in and nothing promised can be preceded (the second after
     // the start).
-    for _ in 0..100 {
-        let next = node.turn();
-        if node.polling() > 0 {
-            break;
-        }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok((_, event)) => node.handle(event),
-            Err(_) => fake.advance_to(next),
-        }
-    }
+    rig.until_polling(&mut node);
     assert_eq!(node.polling(), 1);
     let start = env.unix();
     // Past the default 3 s, not past the 20 s given.
@@ -626,18 +633,14 @@ fn spool_meta_is_not_rewritten_each_second_while_polls_wait_for_a_connection() {
     let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
     let mut node = rig.node(false);
     // `hang` takes the one connection for 1.5 s (real time); `fast` waits for it.
-    for _ in 0..100 {
-        let next = node.turn();
-        if node.polling() > 0 {
-            break;
-        }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok((_, event)) => node.handle(event),
-            Err(_) => fake.advance_to(next),
-        }
-    }
+    rig.until_polling(&mut node);
     assert_eq!(node.polling(), 1);
     let start = env.unix();
+    // A SPOOL-META write begun before the round lands.
+    while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(300)) {
+        node.handle(event);
+    }
+    assert_eq!(node.polling(), 1);
     // Five seconds of the test's clock while `fast` waits: each would move complete_until
     // on by a second, and none is written.
     let mut published = 0;
