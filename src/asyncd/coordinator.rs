@@ -101,11 +101,10 @@ pub(crate) struct Coordinator<'a> {
     allowed: usize,
     /// The daemon's own counters, spooled as the `munin_asyncd` plugin.
     health: Recorder,
-    /// The time of the health sample taken and not yet spooled: `complete_until` stays
-    /// before it until it is in.
-    health_writing: Option<u64>,
-    /// That sample, while it waits for the node's round to be in.
+    /// The health sample taken and waiting for the node's round to be in; then the time of
+    /// the one being spooled on a worker. `complete_until` stays before either.
     health_due: Option<HealthSample>,
+    health_writing: Option<u64>,
     /// Every plugin, and where each is in its cycle.
     plugins: Registry,
     /// The spools, the spool directory itself first.
@@ -251,14 +250,13 @@ impl<'a> Coordinator<'a> {
             return;
         };
         if let Some(sample) = self.health.take_due(now, root.floor) {
-            match self.health_writing {
-                Some(writing) => log_debug!(
-                    "{}: the health sample at {writing} is not written yet: none at {now}",
+            match self.health_time() {
+                Some(last) => log_debug!(
+                    "{}: the health sample at {last} is not written yet: none at {now}",
                     self.cfg.host
                 ),
                 None => {
                     self.stirred = true;
-                    self.health_writing = Some(sample.time);
                     self.health_due = Some(sample);
                 }
             }
@@ -270,6 +268,7 @@ impl<'a> Coordinator<'a> {
         else {
             return;
         };
+        self.health_writing = Some(sample.time);
         let dirs: Vec<_> = self
             .spools
             .iter()
@@ -285,6 +284,14 @@ impl<'a> Coordinator<'a> {
                 (_, result) => reply.send(Event::HealthWritten { time, result }),
             }
         }));
+    }
+
+    /// The time of the health sample taken and not spooled yet, if there is one.
+    fn health_time(&self) -> Option<u64> {
+        self.health_due
+            .as_ref()
+            .map(|s| s.time)
+            .or(self.health_writing)
     }
 
     /// Between rounds, closes the idle connections that would be too old to use by the
@@ -403,6 +410,9 @@ impl<'a> Coordinator<'a> {
                 self.plugins.under_way()
             );
         }
+        // A health sample still waiting for its round is not taken, as a poll not
+        // started yet is not.
+        self.health_due = None;
         self.publish(self.env.unix(), true);
     }
 
@@ -806,8 +816,8 @@ impl<'a> Coordinator<'a> {
         for (i, spool) in self.spools.iter().enumerate() {
             let mut oldest = self.plugins.oldest(i, now);
             if i == 0 {
-                // The health sample being written is a poll under way.
-                oldest = oldest.into_iter().chain(self.health_writing).min();
+                // The health sample not spooled yet is a poll under way.
+                oldest = oldest.into_iter().chain(self.health_time()).min();
             }
             let complete = watermark::complete_until(oldest, next_due, now, spool.said, force);
             let listed = self.plugins.of_spool(i).any(|p| p.listed);

@@ -609,6 +609,11 @@ fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_
     }
     assert_eq!(env.unix(), T0 + 300);
     assert_eq!(node.polling(), 1, "the round at 300 is under way");
+    assert_eq!(
+        node.in_flight(),
+        1,
+        "the waiting health sample is not in flight: a stop would not wait for it"
+    );
     // `hang` answers after 1.5 s: meanwhile the health sample due at 300 waits, and
     // nothing at or after it is promised.
     assert!(times(dir, "munin_asyncd").is_empty());
