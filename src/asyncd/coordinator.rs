@@ -323,7 +323,8 @@ impl<'a> Coordinator<'a> {
         } else {
             self.next_list
         };
-        if self.cfg.cleanup {
+        if self.cfg.cleanup && !self.cleaning {
+            // (While a cleanup runs, its end comes as an event.)
             wake = wake.min(self.next_cleanup);
         }
         let timings = self.env.timings;
