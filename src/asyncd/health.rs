@@ -77,10 +77,19 @@ impl Health {
         self.latency_n += 1;
     }
 
+    /// The counters as they are, with this period's latencies; a new period starts.
+    pub(crate) fn take_period(&mut self) -> Health {
+        let period = self.clone();
+        self.latency_sum = Duration::ZERO;
+        self.latency_max = Duration::ZERO;
+        self.latency_n = 0;
+        period
+    }
+
     /// The plugin's output for one sample: config and values of each graph. `rate` is the
     /// `update_rate`, `spool_bytes` the spool's size, `lag` the seconds since the master's
-    /// cursor (None when no master has fetched yet). Starts the next latency period.
-    pub(crate) fn output(&mut self, rate: u64, spool_bytes: u64, lag: Option<u64>) -> Vec<String> {
+    /// cursor (None when no master has fetched yet).
+    pub(crate) fn output(&self, rate: u64, spool_bytes: u64, lag: Option<u64>) -> Vec<String> {
         let secs = |d: Duration| format!("{:.3}", d.as_secs_f64());
         let avg = if self.latency_n == 0 {
             "U".to_string()
@@ -166,9 +175,6 @@ impl Health {
              fetched; grows while no master fetches.\nlag.value {}",
             lag.map_or("U".to_string(), |l| l.to_string())
         );
-        self.latency_sum = Duration::ZERO;
-        self.latency_max = Duration::ZERO;
-        self.latency_n = 0;
         out.lines().map(str::to_string).collect()
     }
 }
@@ -220,14 +226,10 @@ impl Recorder {
         if now <= self.last || now <= floor {
             return None;
         }
-        let counters = self.counters.clone();
-        self.counters.latency_sum = Duration::ZERO;
-        self.counters.latency_max = Duration::ZERO;
-        self.counters.latency_n = 0;
         Some(HealthSample {
             time: now,
             rate: self.rate,
-            counters,
+            counters: self.counters.take_period(),
         })
     }
 
@@ -251,7 +253,7 @@ impl HealthSample {
     /// the master's lag) and appends the sample to `writer` (unsynced with `unsynced`:
     /// the group commit syncs it).
     pub(crate) fn spool(
-        mut self,
+        self,
         dirs: &[PathBuf],
         writer: &SpoolWriter,
         unsynced: bool,
@@ -307,7 +309,7 @@ mod tests {
         h.poll(Outcome::Dropped(Dropped::Plugin), Duration::from_millis(50));
         h.poll(Outcome::Dropped(Dropped::Disk), Duration::from_millis(50));
         h.poll(Outcome::Empty, Duration::from_millis(100));
-        let out = h.output(300, 4096, Some(42));
+        let out = h.take_period().output(300, 4096, Some(42));
         let has = |l: &str| out.iter().any(|x| x == l);
         assert!(has("multigraph munin_asyncd_polls"));
         assert!(has("ok.value 2") && has("failed.value 2") && has("empty.value 1"));
@@ -317,7 +319,7 @@ mod tests {
         assert!(has("bytes.value 4096") && has("lag.value 42"));
         assert_eq!(out.iter().filter(|l| *l == "update_rate 300").count(), 5);
         // Counters go on; latencies start again.
-        let out = h.output(300, 0, None);
+        let out = h.take_period().output(300, 0, None);
         assert!(out.iter().any(|l| l == "ok.value 2"));
         assert!(out.iter().any(|l| l == "avg.value U") && out.iter().any(|l| l == "lag.value U"));
         assert_eq!(parse_cursor(b"1795558613\n"), Some(1_795_558_613));

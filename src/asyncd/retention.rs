@@ -1,7 +1,7 @@
 //! Keeping a node's spools within bounds: files older than `--interval` × `--retain` go,
 //! and with `--max-spool-size` the oldest files go while a spool is over it. The removal
 //! itself is the spool writer's ([`crate::spool::writer::SpoolWriter::cleanup`]); this is
-//! when and what is logged.
+//! what is cleaned and what is logged (the coordinator says when, and hands it to a worker).
 
 use std::sync::Arc;
 
