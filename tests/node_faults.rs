@@ -151,8 +151,10 @@ fn a_munin_node_restarted_between_two_slots_costs_no_sample() {
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
     let d = start_daemon(&node.addr(), &spool, &log, &["--connections", "2"]);
-    // Just after a slot's samples: the restart falls between two slots.
-    let first = now().div_ceil(5) * 5;
+    // Just after a slot's samples: the restart falls between two slots. The slot after
+    // now, strictly: the poll at the start is off the slots, and may fall on the second
+    // `now` reads (then `div_ceil` would take it for a slot).
+    let first = (now() / 5 + 1) * 5;
     wait_for_samples(&spool, &["a", "b"], first, &log);
     let t0 = std::time::Instant::now();
     drop(node);
@@ -204,7 +206,8 @@ fn a_munin_node_with_a_short_global_timeout_costs_no_sample() {
     let spool = work.path().join("spool");
     let log = work.path().join("asyncd.log");
     let d = start_daemon(&node.addr(), &spool, &log, &["--connections", "2"]);
-    let first = now().div_ceil(5) * 5;
+    // The slot after now, strictly (the poll at the start is off the slots).
+    let first = (now() / 5 + 1) * 5;
     let last = first + 40;
     wait_for_samples(&spool, &["a", "b"], first, &log);
     eventually(
