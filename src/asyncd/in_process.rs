@@ -258,6 +258,19 @@ impl Rig {
         panic!("no poll went out in 100 turns");
     }
 
+    /// Takes in what comes back and turns `node`, the clock standing still, until nothing
+    /// is under way or waiting.
+    fn until_settled(&self, node: &mut Coordinator) {
+        while node.busy() {
+            let (_, event) = self
+                .rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a poll or write came back within 10 s");
+            node.handle(event);
+            node.turn();
+        }
+    }
+
     fn run_until(&self, node: &mut Coordinator, end: u64) -> Vec<u64> {
         run_until(node, &self.rx, &self.fake, &self.env, end)
     }
@@ -618,11 +631,7 @@ fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_
     // nothing at or after it is promised.
     assert!(times(dir, "munin_asyncd").is_empty());
     assert!(complete_until(dir) < T0 + 300);
-    while node.busy() {
-        let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        node.handle(event);
-        node.turn();
-    }
+    rig.until_settled(&mut node);
     // Written once the round is in, with its own time.
     assert_eq!(times(dir, "hang"), [T0, T0 + 300]);
     assert_eq!(times(dir, "munin_asyncd"), [T0 + 300]);
@@ -660,11 +669,7 @@ fn spool_meta_is_not_rewritten_each_second_while_polls_wait_for_a_connection() {
     assert_eq!(published, 0, "SPOOL-META written while the round waits");
     assert!(complete_until(dir) < start);
     // Once the round is in, it is written at once.
-    while node.in_flight() > 0 || node.busy() {
-        let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        node.handle(event);
-        node.turn();
-    }
+    rig.until_settled(&mut node);
     assert_eq!(times(dir, "fast"), [start + 5]);
     assert!(complete_until(dir) >= start + 5, "{}", complete_until(dir));
 }
