@@ -10,5 +10,5 @@ export CRASH_STATES_BUDGET="${1:-100000}"
 export CRASH_STATES_STEPS="${2:-200}"
 export CRASH_STATES_SEEDS="${3:-5}"
 exec cargo test --release --locked --lib \
-    crash_states::tests::every_crash_state_of_the_writers_workloads_keeps_the_invariants \
+    spool::crash_tests::tests::every_crash_state_of_the_writers_workloads_keeps_the_invariants \
     -- --nocapture

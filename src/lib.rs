@@ -30,8 +30,6 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod asyncd;
-#[cfg(test)]
-mod crash_states;
 pub mod serve;
 pub mod spool;
 pub mod util;

@@ -1,5 +1,6 @@
 //! Integration tests: the real programs, ours and Debian's, in temporary directories.
 
+mod architecture;
 mod catchup;
 mod cleanup;
 mod corruption;

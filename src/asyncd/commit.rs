@@ -14,10 +14,100 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use crate::asyncd::coordinator::{Event, Reply};
-use crate::asyncd::poll::{Done, PollError};
+use crate::asyncd::msg::{Done, Event, PollError, Reply};
 use crate::log_error;
 use crate::spool::writer::{SpoolWriter, WriteError};
+
+/// How a record becomes durable, and when the driving thread hears of it: the one place
+/// that knows whether the group commit is on. Polls, the health sample and SPOOL-META
+/// call it; none asks which it is.
+#[derive(Clone)]
+pub(crate) enum Commit {
+    /// The writer syncs as its durability says (`--durability kernel`: never; or the
+    /// group commit's thread could not be started: each record by itself), and a record
+    /// counts once written.
+    ByWriter,
+    /// `--durability record`: records are written unsynced and count after the group's
+    /// `syncfs` (see [`Committer`]).
+    Group(Arc<Committer>),
+}
+
+impl Commit {
+    /// The group commit for `--durability record` (each record synced by itself when its
+    /// thread cannot be started), the writer's own way otherwise.
+    pub(crate) fn for_durability(record: bool, group: &Option<Arc<Committer>>) -> Commit {
+        match group {
+            Some(c) if record => Commit::Group(c.clone()),
+            _ => Commit::ByWriter,
+        }
+    }
+
+    /// Appends a record to `writer`'s spool: unsynced when the group commit will sync it.
+    pub(crate) fn append(
+        &self,
+        writer: &SpoolWriter,
+        plugin: &str,
+        time: u64,
+        body: &[u8],
+    ) -> Result<(), WriteError> {
+        match self {
+            Commit::ByWriter => writer.append(plugin, time, body),
+            Commit::Group(_) => writer.append_unsynced(plugin, time, body),
+        }
+    }
+
+    /// Reports a poll to `reply`: at once, or (a sample written for the group commit)
+    /// [`Event::Written`] now, to free its connection, and the report after the sync.
+    pub(crate) fn report(&self, writer: Arc<SpoolWriter>, reply: &Reply, done: Done) {
+        match self {
+            Commit::Group(commit) if done.result.is_ok() => {
+                reply.send(Event::Written { id: done.id });
+                commit.hold(writer, reply.clone(), done);
+            }
+            _ => reply.send(Event::Done(done)),
+        }
+    }
+
+    /// Reports the health sample at `time`, appended (or not): at once, or after the sync.
+    pub(crate) fn health_written(
+        &self,
+        writer: Arc<SpoolWriter>,
+        reply: Reply,
+        time: u64,
+        result: Result<(), WriteError>,
+    ) {
+        match (self, result) {
+            (Commit::Group(commit), Ok(())) => commit.hold_health(writer, reply, time),
+            (_, result) => reply.send(Event::HealthWritten { time, result }),
+        }
+    }
+
+    /// Writes `pairs` as spool `spool`'s SPOOL-META and reports [`Event::Published`]:
+    /// at once, or put in place after the group's sync.
+    pub(crate) fn publish(
+        &self,
+        writer: Arc<SpoolWriter>,
+        reply: Reply,
+        spool: usize,
+        pairs: &[(String, String)],
+    ) {
+        match self {
+            Commit::Group(commit) => commit.publish(writer, reply, spool, pairs),
+            Commit::ByWriter => {
+                let result = writer.write_meta(pairs);
+                reply.send(Event::Published { spool, result });
+            }
+        }
+    }
+
+    /// How many records and SPOOL-META files wait for their sync.
+    pub(crate) fn pending(&self) -> usize {
+        match self {
+            Commit::ByWriter => 0,
+            Commit::Group(commit) => commit.pending(),
+        }
+    }
+}
 
 /// What waits for the next sync: a poll's report, whose record is written; a SPOOL-META
 /// written to its temporary file, renamed into place after the sync; or the health
@@ -68,7 +158,7 @@ impl Committer {
     }
 
     /// Passes `done` on to `reply` once `writer`'s filesystem is synced.
-    pub(crate) fn hold(&self, writer: Arc<SpoolWriter>, reply: Reply, done: Done) {
+    fn hold(&self, writer: Arc<SpoolWriter>, reply: Reply, done: Done) {
         self.send(Held {
             writer,
             reply,
@@ -78,7 +168,7 @@ impl Committer {
 
     /// Passes [`Event::HealthWritten`] on to `reply` once `writer`'s filesystem is
     /// synced: the health sample at `time` is written to it.
-    pub(crate) fn hold_health(&self, writer: Arc<SpoolWriter>, reply: Reply, time: u64) {
+    fn hold_health(&self, writer: Arc<SpoolWriter>, reply: Reply, time: u64) {
         self.send(Held {
             writer,
             reply,
@@ -89,7 +179,7 @@ impl Committer {
     /// Writes `pairs` as spool `spool`'s SPOOL-META through the group commit: to its
     /// temporary file now, into place after the next sync; `reply` hears
     /// [`Event::Published`] then.
-    pub(crate) fn publish(
+    fn publish(
         &self,
         writer: Arc<SpoolWriter>,
         reply: Reply,
@@ -119,7 +209,7 @@ impl Committer {
     }
 
     /// How many reports wait for their sync.
-    pub(crate) fn pending(&self) -> usize {
+    fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
     }
 }

@@ -15,17 +15,17 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::asyncd::cli::DaemonConfig;
-use crate::asyncd::commit::Committer;
-use crate::asyncd::daemon::{is_own_node, open_spool, valid_node_name, NodeSpool};
+use crate::asyncd::commit::Commit;
 use crate::asyncd::env::Env;
 use crate::asyncd::health::{Dropped, HealthSample, Outcome, Recorder, PLUGIN};
+use crate::asyncd::msg::{Done, Event, ListResult, PollError, Reply};
 use crate::asyncd::node::{NodeConn, NodeError};
-use crate::asyncd::poll::{run_job, Done, Job, PollError};
+use crate::asyncd::node_spool::{is_own_node, open_spool, valid_node_name, NodeSpool};
+use crate::asyncd::poll::{run_job, Job};
 use crate::asyncd::registry::Registry;
 use crate::asyncd::retention;
 use crate::asyncd::watermark;
@@ -42,49 +42,6 @@ const HEALTH_WAIT: u64 = 5;
 /// The longest plugin name spooled: its file name must stay under the usual 255 bytes.
 const MAX_PLUGIN_NAME: usize = 200;
 
-/// What reading the plugin list gives: munin-node's host name, and each node's plugins
-/// (one node named "" when munin-node serves only its own).
-pub(crate) type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeError>;
-
-/// What wakes the driving loop for a node: a poll done, the plugin list read, or (for
-/// the loop itself) a signal.
-pub(crate) enum Event {
-    /// A poll wrote its record, which waits for the group commit's sync: its connection
-    /// is free, and its `Done` follows the sync.
-    Written {
-        id: usize,
-    },
-    Done(Done),
-    Listed(ListResult),
-    /// Old spool files cleaned up (what went is logged).
-    Cleaned,
-    /// The health sample at `time` spooled (or not).
-    HealthWritten {
-        time: u64,
-        result: Result<(), WriteError>,
-    },
-    /// A spool's SPOOL-META written (or not).
-    Published {
-        spool: usize,
-        result: Result<(), WriteError>,
-    },
-    Wake,
-}
-
-/// Where a worker reports to: the driving loop's channel, tagged with the node.
-#[derive(Clone)]
-pub(crate) struct Reply {
-    pub(crate) node: usize,
-    pub(crate) tx: Sender<(usize, Event)>,
-}
-
-impl Reply {
-    /// Sends `event` for this node (nothing when the loop is gone).
-    pub(crate) fn send(&self, event: Event) {
-        let _ = self.tx.send((self.node, event));
-    }
-}
-
 /// One munin-node's state.
 pub(crate) struct Coordinator<'a> {
     cfg: &'a DaemonConfig,
@@ -95,8 +52,8 @@ pub(crate) struct Coordinator<'a> {
     link: Arc<NodeLink>,
     /// Where polls and the listing report.
     reply: Reply,
-    /// The group commit (`--durability record`).
-    commit: Option<Arc<Committer>>,
+    /// How records and SPOOL-META become durable.
+    commit: Commit,
     /// How many polls may be under way at once: `--connections`, more while they hang.
     allowed: usize,
     /// The daemon's own counters, spooled as the `munin_asyncd` plugin.
@@ -152,7 +109,7 @@ impl<'a> Coordinator<'a> {
         workers: &'a Workers,
         env: Env,
         reply: Reply,
-        commit: Option<Arc<Committer>>,
+        commit: Commit,
     ) -> Coordinator<'a> {
         let now = env.now();
         Coordinator {
@@ -278,11 +235,8 @@ impl<'a> Coordinator<'a> {
             (root.writer.clone(), self.reply.clone(), self.commit.clone());
         self.workers.run(Box::new(move || {
             let time = sample.time;
-            let result = sample.spool(&dirs, &writer, commit.is_some());
-            match (commit, result) {
-                (Some(commit), Ok(())) => commit.hold_health(writer, reply, time),
-                (_, result) => reply.send(Event::HealthWritten { time, result }),
-            }
+            let result = commit.append(&writer, PLUGIN, time, &sample.body(&dirs));
+            commit.health_written(writer, reply, time, result);
         }));
     }
 
@@ -384,8 +338,7 @@ impl<'a> Coordinator<'a> {
 
     /// Whether writes are under way: samples waiting for their group's sync, or SPOOL-META.
     pub(crate) fn writing(&self) -> bool {
-        self.spools.iter().any(|s| s.writing)
-            || self.commit.as_ref().is_some_and(|c| c.pending() > 0)
+        self.spools.iter().any(|s| s.writing) || self.commit.pending() > 0
     }
 
     /// How many polls hold a connection.
@@ -394,10 +347,11 @@ impl<'a> Coordinator<'a> {
         self.plugins.polling()
     }
 
-    /// Whether polls or the list are under way or waiting to go out.
-    #[cfg(test)]
+    /// Whether anything is under way that will come back as an event (the list, polls,
+    /// writes, a cleanup) or waiting to go out: a clock a test moves waits for it rather
+    /// than move on.
     pub(crate) fn busy(&self) -> bool {
-        self.listing || self.in_flight() > 0 || self.plugins.held() > 0
+        self.listing || self.cleaning || self.in_flight() > 0 || self.plugins.held() > 0
     }
 
     /// At the stop, once polls under way have landed or been given up: publishes what is
@@ -423,7 +377,7 @@ impl<'a> Coordinator<'a> {
         // does a cleanup, or a SPOOL-META written.
         self.stirred |= !matches!(
             event,
-            Event::Published { .. } | Event::Wake | Event::Written { .. } | Event::Cleaned
+            Event::Published { .. } | Event::Written { .. } | Event::Cleaned
         );
         match event {
             Event::Written { id } => {
@@ -461,7 +415,6 @@ impl<'a> Coordinator<'a> {
                     written(spool, result);
                 }
             }
-            Event::Wake => {}
         }
     }
 
@@ -880,13 +833,8 @@ impl<'a> Coordinator<'a> {
                 spool.writing = true;
                 let (writer, reply) = (spool.writer.clone(), self.reply.clone());
                 let commit = self.commit.clone();
-                self.workers.run(Box::new(move || match commit {
-                    Some(commit) => commit.publish(writer, reply, i, &pairs),
-                    None => {
-                        let result = writer.write_meta(&pairs);
-                        reply.send(Event::Published { spool: i, result });
-                    }
-                }));
+                self.workers
+                    .run(Box::new(move || commit.publish(writer, reply, i, &pairs)));
             }
         }
         if wrote {

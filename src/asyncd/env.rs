@@ -1,22 +1,43 @@
-//! What munin-asyncd's core takes from the world: the time, whether to stop or reload, a
-//! way to tell systemd, and how long it waits for things ([`Timings`]). The daemon gives it
-//! the system's ([`Env::system`]); a test gives it a clock it moves by hand, flags it sets
-//! and timings of its choosing, and runs a node's loop in-process.
+//! What munin-asyncd's core takes from the world: the time, and the waiting for it, a way
+//! to tell systemd, and how long it waits for things ([`Timings`]). The daemon gives it
+//! the system's ([`Env::system`]); a test gives it a clock it moves by hand (`Fake`, in tests:
+//! when nothing is under way, a wait moves it on to the wake asked for, as tokio's paused
+//! clock does) and timings of its choosing, and runs the shipped driving loop in-process.
+//! Stop and reload are not read from here: they come to the driving thread as
+//! [`Input`]s, like every other event; once it has heard a stop, [`Env::stopping`] tells
+//! the workers.
 
 #[cfg(test)]
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::asyncd::msg::Input;
 use crate::asyncd::signals;
 
+/// What a wait of the driving thread gave.
+pub(crate) enum Waited {
+    Input(Input),
+    /// The time waited for has come.
+    Timeout,
+    /// Nothing more will come: every sender is gone, or a test's fake clock reached the
+    /// end it was given.
+    Closed,
+}
+
 /// Both clocks the core reads: seconds since the epoch (sample times, slots) and a
-/// monotonic instant (deadlines, how long a poll has run).
+/// monotonic instant (deadlines, how long a poll has run); and the driving thread's wait.
 pub(crate) trait Clock: Send + Sync {
     /// The wall clock.
     fn wall(&self) -> SystemTime;
     /// A monotonic instant.
     fn instant(&self) -> Instant;
+    /// Waits for the next input until `until` (by this clock). `idle` says whether
+    /// anything is under way that will send one (a poll, a listing, a write): a clock a
+    /// test moves may move on to `until` when nothing is.
+    fn wait(&self, inputs: &Receiver<Input>, until: Instant, idle: &dyn Fn() -> bool) -> Waited;
 }
 
 /// The system's clocks.
@@ -28,6 +49,19 @@ impl Clock for SystemClock {
     }
     fn instant(&self) -> Instant {
         Instant::now()
+    }
+    fn wait(&self, inputs: &Receiver<Input>, until: Instant, _: &dyn Fn() -> bool) -> Waited {
+        let wait = until.saturating_duration_since(Instant::now());
+        recv(inputs, wait.max(Duration::from_millis(1)))
+    }
+}
+
+/// An input within `wait` of real time.
+fn recv(inputs: &Receiver<Input>, wait: Duration) -> Waited {
+    match inputs.recv_timeout(wait) {
+        Ok(input) => Waited::Input(input),
+        Err(RecvTimeoutError::Timeout) => Waited::Timeout,
+        Err(RecvTimeoutError::Disconnected) => Waited::Closed,
     }
 }
 
@@ -79,27 +113,22 @@ impl Default for Timings {
     }
 }
 
-/// A flag a closure reads.
-type Flag = Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// The clock, the stop and reload requests, systemd, and the timings.
+/// The clock, systemd, the timings, and whether the driving thread heard a stop.
 #[derive(Clone)]
-pub(crate) struct Env {
+pub struct Env {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timings: Timings,
-    stop: Flag,
-    reload: Flag,
+    stopping: Arc<AtomicBool>,
     notify: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Env {
-    /// The system clock, SIGTERM/SIGINT and SIGHUP, and systemd's notify socket.
-    pub(crate) fn system() -> Env {
+    /// The system clock and systemd's notify socket.
+    pub fn system() -> Env {
         Env {
             clock: Arc::new(SystemClock),
             timings: Timings::default(),
-            stop: Arc::new(signals::terminate_requested),
-            reload: Arc::new(signals::take_reload),
+            stopping: Arc::new(AtomicBool::new(false)),
             notify: Arc::new(signals::sd_notify),
         }
     }
@@ -117,14 +146,24 @@ impl Env {
         self.clock.instant()
     }
 
-    /// Whether a stop was asked for.
+    /// Whether the driving thread heard a stop: polls not started yet are not started.
     pub(crate) fn stopping(&self) -> bool {
-        (self.stop)()
+        self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Whether a reload was asked for since the last call.
-    pub(crate) fn take_reload(&self) -> bool {
-        (self.reload)()
+    /// The driving thread heard a stop (see [`Env::stopping`]).
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the driving thread's next input until `until` (see [`Clock::wait`]).
+    pub(crate) fn wait(
+        &self,
+        inputs: &Receiver<Input>,
+        until: Instant,
+        idle: &dyn Fn() -> bool,
+    ) -> Waited {
+        self.clock.wait(inputs, until, idle)
     }
 
     /// Tells systemd something (`READY=1`, `STATUS=…`).
@@ -133,15 +172,19 @@ impl Env {
     }
 }
 
-/// A clock a test moves by hand, and stop and reload flags it sets.
+/// A clock a test moves by hand, or the driving loop's wait moves while nothing is under
+/// way, up to the end the test gives.
 #[cfg(test)]
 pub(crate) struct Fake {
     base: Instant,
     unix0: u64,
     /// Milliseconds the clock was moved on.
     moved: AtomicU64,
-    pub(crate) stop: AtomicBool,
-    pub(crate) reload: AtomicBool,
+    /// The second at which a wait with nothing under way ends the loop ([`Waited::Closed`])
+    /// instead of moving the clock on.
+    end: std::sync::Mutex<Option<u64>>,
+    /// The seconds a wait moved the clock on to.
+    woke: std::sync::Mutex<Vec<u64>>,
     /// What was told to systemd.
     pub(crate) told: std::sync::Mutex<Vec<String>>,
 }
@@ -154,19 +197,30 @@ impl Fake {
             base: Instant::now(),
             unix0,
             moved: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            reload: AtomicBool::new(false),
+            end: std::sync::Mutex::new(None),
+            woke: std::sync::Mutex::new(Vec::new()),
             told: std::sync::Mutex::new(Vec::new()),
         });
-        let (s, r, n) = (fake.clone(), fake.clone(), fake.clone());
+        let n = fake.clone();
         let env = Env {
             clock: fake.clone(),
             timings: Timings::default(),
-            stop: Arc::new(move || s.stop.load(Ordering::SeqCst)),
-            reload: Arc::new(move || r.reload.swap(false, Ordering::SeqCst)),
+            stopping: Arc::new(AtomicBool::new(false)),
             notify: Arc::new(move |state| n.told.lock().unwrap().push(state.to_string())),
         };
         (fake, env)
+    }
+
+    /// From now on, a wait with nothing under way once the clock has reached `end` ends
+    /// the loop; says the seconds the waits moved the clock on to since the last call.
+    pub(crate) fn end_at(&self, end: u64) -> Vec<u64> {
+        *self.end.lock().unwrap() = Some(end);
+        std::mem::take(&mut *self.woke.lock().unwrap())
+    }
+
+    /// The seconds the waits moved the clock on to since the last call.
+    pub(crate) fn take_woke(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.woke.lock().unwrap())
     }
 
     /// Moves the clock on.
@@ -194,6 +248,40 @@ impl Clock for Fake {
     fn instant(&self) -> Instant {
         self.base + Duration::from_millis(self.moved.load(Ordering::SeqCst))
     }
+    /// What came already; else, with something under way, what comes within 10 s of real
+    /// time (a test's fake munin-node answers in real time; nothing coming is a failure);
+    /// else the clock moves on to `until`, or the loop ends at the test's end.
+    fn wait(&self, inputs: &Receiver<Input>, until: Instant, idle: &dyn Fn() -> bool) -> Waited {
+        if let Ok(input) = inputs.try_recv() {
+            return Waited::Input(input);
+        }
+        if until <= self.instant() {
+            // Due now: as the system clock's wait does, a millisecond for what may come.
+            return recv(inputs, Duration::from_millis(1));
+        }
+        if !idle() {
+            return match recv(inputs, Duration::from_secs(10)) {
+                Waited::Timeout => panic!("nothing came back within 10 s while work was under way"),
+                waited => waited,
+            };
+        }
+        let unix = |c: &Fake| {
+            c.wall()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        if self
+            .end
+            .lock()
+            .unwrap()
+            .is_some_and(|end| unix(self) >= end)
+        {
+            return Waited::Closed;
+        }
+        self.advance_to(until);
+        self.woke.lock().unwrap().push(unix(self));
+        Waited::Timeout
+    }
 }
 
 #[cfg(test)]
@@ -212,9 +300,9 @@ mod tests {
         assert_eq!(env.unix(), 1_000_060);
         fake.advance_to(t0);
         assert_eq!(env.unix(), 1_000_060, "never back");
-        assert!(!env.stopping() && !env.take_reload());
-        fake.reload.store(true, Ordering::SeqCst);
-        assert!(env.take_reload() && !env.take_reload());
+        assert!(!env.stopping());
+        env.clone().stop();
+        assert!(env.stopping(), "a stop is seen by every clone");
         env.notify("READY=1");
         assert_eq!(*fake.told.lock().unwrap(), ["READY=1"]);
     }

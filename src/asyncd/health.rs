@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::asyncd::schedule::next_slot;
-use crate::spool::writer::{record_body, SpoolWriter, WriteError};
+use crate::spool::writer::record_body;
 use crate::spool::{Spool, CURSOR_FILE};
 
 /// The plugin's name in the spool.
@@ -216,7 +216,7 @@ impl Recorder {
     /// `None` when none is due, or when `now` is at or before a second already spooled
     /// (`last`, see [`Recorder::spooled`]) or promised before a restart (`floor`).
     /// Measuring the spool and writing the sample are left to a worker
-    /// ([`HealthSample::spool`]): at a site's scale a thousand nodes each do it on the
+    /// ([`HealthSample::body`]): at a site's scale a thousand nodes each do it on the
     /// second of their round, which the driving thread must spend handing out polls.
     pub(crate) fn take_due(&mut self, now: u64, floor: u64) -> Option<HealthSample> {
         if now < self.next {
@@ -250,23 +250,13 @@ pub(crate) struct HealthSample {
 
 impl HealthSample {
     /// Measures `dirs` (the node's spool directories: their interval files' bytes, and
-    /// the master's lag) and appends the sample to `writer` (unsynced with `unsynced`:
-    /// the group commit syncs it).
-    pub(crate) fn spool(
-        self,
-        dirs: &[PathBuf],
-        writer: &SpoolWriter,
-        unsynced: bool,
-    ) -> Result<(), WriteError> {
+    /// the master's lag) and gives the sample's record body, to append at its `time`.
+    pub(crate) fn body(&self, dirs: &[PathBuf]) -> Vec<u8> {
         let (bytes, lag) = measure(dirs, self.time);
         let lines = self.counters.output(self.rate, bytes, lag);
         let mut body = Vec::new();
         record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
-        if unsynced {
-            writer.append_unsynced(PLUGIN, self.time, &body)
-        } else {
-            writer.append(PLUGIN, self.time, &body)
-        }
+        body
     }
 }
 

@@ -2,17 +2,16 @@
 //! request was sent, and reported to the node's coordinator as a [`Done`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::asyncd::commit::Committer;
-use crate::asyncd::coordinator::{Event, Reply};
+use crate::asyncd::commit::Commit;
 use crate::asyncd::env::Env;
+use crate::asyncd::msg::{Done, PollError, Reply, Sample, NOTHING};
 use crate::asyncd::node::{NodeConn, NodeError};
 use crate::asyncd::schedule::rate_in_config;
 use crate::asyncd::workers::NodeLink;
 use crate::spool::names::sanitise;
 use crate::spool::record::is_value_line;
-use crate::spool::writer::{record_body, SpoolWriter, WriteError};
+use crate::spool::writer::{record_body, SpoolWriter};
 use crate::util::log::Quoted;
 use crate::{log_debug, log_info, log_warn};
 
@@ -29,90 +28,8 @@ pub(crate) struct Job {
     pub(crate) not_before: u64,
     /// The spool of the plugin's node.
     pub(crate) writer: Arc<SpoolWriter>,
-    /// With `--durability record`, the group commit: the record is written unsynced and
-    /// the report waits for the next sync (`None`: the writer syncs as it is told to).
-    pub(crate) commit: Option<Arc<Committer>>,
-}
-
-/// What a worker reports.
-pub(crate) struct Done {
-    pub(crate) id: usize,
-    /// How long the poll took.
-    pub(crate) took: Duration,
-    pub(crate) result: Result<Sample, PollError>,
-}
-
-/// A spooled sample.
-pub(crate) struct Sample {
-    pub(crate) time: u64,
-    pub(crate) rate: Option<u64>,
-    /// The fetch answered no value (nothing but `.`): the record holds the config only.
-    pub(crate) empty: bool,
-    /// The config carried the values (dirtyconfig): no fetch was needed.
-    pub(crate) dirty: bool,
-}
-
-/// Why a poll gave no sample.
-pub(crate) enum PollError {
-    Node(NodeError),
-    Write(WriteError),
-    Unknown,
-    /// munin-node answered, but with nothing to spool: a config of comments only (munin-node
-    /// says `# Bad exit` or `# Timeout` when the plugin failed), or a fetch of comments or
-    /// other lines but no value. (A fetch of nothing at all is spooled: see `Sample::empty`.)
-    Plugin {
-        request: &'static str,
-        said: String,
-        /// How long munin-node took to answer that request.
-        took: Duration,
-    },
-    /// Not started: the daemon is stopping.
-    Stopped,
-    /// The plugin already has a sample at this second (a restart within the second of
-    /// the last sample, or a clock that went back): a second one would be refused by RRD.
-    TooEarly {
-        last: u64,
-    },
-}
-
-impl PollError {
-    /// Whether a connection's session may have ended under a poll that took `took`:
-    /// closed, a config that said nothing at all, or `# Timed out` at once. In a session's
-    /// last 5 s munin-node starts the plugin and kills it straight away (its timeout
-    /// would pass the session's end): `# Timed out` within a second, where a plugin that
-    /// really hangs is given munin-node's `timeout` (whole seconds, 10 unless set).
-    fn ended_session(&self) -> bool {
-        match self {
-            PollError::Node(NodeError::Closed { .. }) => true,
-            PollError::Plugin {
-                request,
-                said,
-                took,
-            } => {
-                (*request == "config" && said == NOTHING)
-                    || (said == TIMED_OUT && *took < Duration::from_secs(1))
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for PollError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PollError::Node(e) => e.fmt(f),
-            PollError::Write(e) => e.fmt(f),
-            PollError::Unknown => f.write_str("munin-node does not know this plugin (any more)"),
-            PollError::Stopped => f.write_str("not polled: stopping"),
-            PollError::Plugin { request, said, .. } => {
-                write!(f, "{request} gave nothing to spool ({said}); not spooled")
-            }
-            PollError::TooEarly { last } => write!(
-                f,
-                "skipped: samples up to {last} are spooled already (a restart within that second, or a clock gone back)"
-            ),
-        }
-    }
+    /// How the record becomes durable, and when it is reported.
+    pub(crate) commit: Commit,
 }
 
 /// One poll, on a worker: with an idle connection of the node's or a new one, spooled,
@@ -170,14 +87,8 @@ pub(crate) fn run_job(job: Job, link: &NodeLink, env: &Env, reply: &Reply) {
         took: env.now().saturating_duration_since(started),
         result,
     };
-    match (&job.commit, report.result.is_ok()) {
-        (Some(commit), true) => {
-            // The connection is free now; the sample counts after its sync.
-            reply.send(Event::Written { id: job.id });
-            commit.hold(job.writer, reply.clone(), report);
-        }
-        _ => reply.send(Event::Done(report)),
-    }
+    // The connection is free now; with the group commit the sample counts after its sync.
+    job.commit.report(job.writer, reply, report);
 }
 
 /// One sample of one plugin: config, then fetch unless config carried the values.
@@ -276,12 +187,9 @@ fn poll(
     if dropped > 0 {
         log_warn!("plugin {plugin}: {dropped} line(s) that would read as a record header left out");
     }
-    if job.commit.is_some() {
-        job.writer.append_unsynced(plugin, time, &body)
-    } else {
-        job.writer.append(plugin, time, &body)
-    }
-    .map_err(PollError::Write)?;
+    job.commit
+        .append(&job.writer, plugin, time, &body)
+        .map_err(PollError::Write)?;
     log_debug!(
         "spooled {plugin} at {time} ({} bytes{})",
         body.len(),
@@ -311,11 +219,6 @@ fn open<'c>(
     Ok(conn.insert(c))
 }
 
-/// What a reply without comment lines said.
-const NOTHING: &str = "nothing";
-/// What munin-node's `# Timed out` said, as [`comments`] puts it.
-const TIMED_OUT: &str = "\"# Timed out\"";
-
 /// What a failed reply said, for the log: its comment lines, or "nothing".
 fn comments(reply: &[Vec<u8>]) -> String {
     let said: Vec<String> = reply
@@ -333,7 +236,10 @@ fn comments(reply: &[Vec<u8>]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::asyncd::node::NodeError;
 
     #[test]
     fn a_session_ended_under_a_poll_is_told_from_a_plugin_that_fails() {

@@ -1,7 +1,8 @@
-//! SIGTERM, SIGINT and SIGHUP as flags the daemon's loops check. A handler does nothing
-//! but store an atomic and write one byte to a pipe; a thread reading that pipe wakes
-//! every loop that asked to be woken ([`on_signal`]), so a loop can sleep until its next
-//! due poll and still stop or reload at once.
+//! SIGTERM, SIGINT and SIGHUP as [`Request`]s. A handler does nothing but store an
+//! atomic and write one byte to a pipe; a thread reading that pipe hands each request to
+//! whoever subscribed ([`subscribe`]: munin-asyncd's driving thread, through its channel),
+//! so the loop can sleep until its next due poll and still stop or reload at once. Also
+//! systemd's side: its notify socket and its watchdog interval.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
@@ -11,9 +12,18 @@ static RELOAD: AtomicBool = AtomicBool::new(false);
 /// The write end of the wake pipe (-1 before `install`).
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// What to call on each signal.
-type Waker = Box<dyn Fn() + Send>;
-static WAKERS: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
+/// What the operator asked for with a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// What to call on each request.
+pub type Subscriber = Box<dyn Fn(Request) + Send>;
+static SUBSCRIBERS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
 
 fn wake_from_handler() {
     let fd = WAKE_FD.load(Ordering::SeqCst);
@@ -62,9 +72,8 @@ pub fn install() {
                 if n <= 0 {
                     return;
                 }
-                for wake in WAKERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                    wake();
-                }
+                let subscribers = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+                tell(&subscribers);
             }
         });
     }
@@ -78,22 +87,26 @@ pub fn install() {
     }
 }
 
-/// Calls `wake` on every SIGTERM, SIGINT or SIGHUP from now on (from another thread).
-pub(crate) fn on_signal(wake: impl Fn() + Send + 'static) {
-    WAKERS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Box::new(wake));
+/// Hands the requests that came to `subscribers`: a reload once, a stop every time.
+fn tell(subscribers: &[Subscriber]) {
+    let reload = RELOAD.swap(false, Ordering::SeqCst);
+    let stop = TERMINATE.load(Ordering::SeqCst);
+    for subscriber in subscribers {
+        if reload {
+            subscriber(Request::Reload);
+        }
+        if stop {
+            subscriber(Request::Stop);
+        }
+    }
 }
 
-/// Whether a stop was asked for.
-pub(crate) fn terminate_requested() -> bool {
-    TERMINATE.load(Ordering::SeqCst)
-}
-
-/// Whether a reload was asked for since the last call.
-pub(crate) fn take_reload() -> bool {
-    RELOAD.swap(false, Ordering::SeqCst)
+/// Calls `subscriber` with every request from a signal from now on (from another
+/// thread), and at once with any that came since [`install`].
+pub fn subscribe(subscriber: Subscriber) {
+    let mut subscribers = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    subscribers.push(subscriber);
+    tell(&subscribers);
 }
 
 /// systemd's watchdog interval (`WatchdogSec`, given as `WATCHDOG_USEC`), when it is meant

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use munin_async::asyncd::cli::AsyncdOpts;
+use munin_async::asyncd::env::Env;
 use munin_async::asyncd::{daemon, signals};
 use munin_async::log_error;
 use munin_async::util::exit;
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     let target = first.log_target;
     log::init("munin-asyncd", target, first.log_level);
     signals::install();
-    match daemon::run_all(&cfgs) {
+    match daemon::run_all(&cfgs, Env::system(), signals::subscribe) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             log_error!("{e}");

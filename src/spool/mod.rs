@@ -10,6 +10,8 @@
 //! and [`meta`] (`SPOOL-META`).
 
 pub(crate) mod cleanup;
+#[cfg(test)]
+pub(crate) mod crash_tests;
 pub mod meta;
 pub mod names;
 pub mod reader;

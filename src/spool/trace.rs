@@ -3,7 +3,7 @@
 //!
 //! The writer logs each operation right after it succeeded, when a trace is attached
 //! (tests only: nothing is recorded otherwise). The crash-state exploration
-//! (`src/crash_states.rs`, `docs/reliability.md`) replays prefixes of a trace under a
+//! (`src/spool/crash_tests/`, `docs/reliability.md`) replays prefixes of a trace under a
 //! model of what a power loss keeps, and checks every resulting directory. Replaying a
 //! whole trace must give back the directory the writer left, byte for byte: a test checks
 //! it, so an operation the writer forgot to log is found.

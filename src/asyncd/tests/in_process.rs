@@ -1,5 +1,8 @@
 //! A node's loop run in-process against a fake munin-node on a clock the test moves:
 //! ten minutes of schedule in well under a second, with no process started and no sleep.
+//! [`Rig::run_until`] runs the shipped driving loop ([`turn_until_stop`]) on the fake
+//! clock, whose waits move it on while nothing is under way; a stop or a reload is sent
+//! into the loop's channel as the signal handler's thread sends it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,12 +15,14 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::asyncd::cli::{AsyncdOpts, DaemonConfig};
-use crate::asyncd::commit::Committer;
-use crate::asyncd::coordinator::{Coordinator, Event, Reply};
-use crate::asyncd::daemon::{drive, open_spool};
+use crate::asyncd::commit::{Commit, Committer};
+use crate::asyncd::coordinator::Coordinator;
+use crate::asyncd::daemon::{drive, turn_until_stop};
 use crate::asyncd::env::{Clock, Env, Fake};
+use crate::asyncd::msg::{Event, Input, Reply};
+use crate::asyncd::node_spool::open_spool;
 use crate::asyncd::workers::Workers;
-use crate::crash_states::{accepted, served};
+use crate::spool::crash_tests::{accepted, served};
 use crate::spool::meta::SpoolMeta;
 
 /// A whole hour: slots of every rate line up on it.
@@ -197,8 +202,8 @@ struct Rig {
     fake: Arc<Fake>,
     env: Env,
     workers: Workers,
-    tx: Sender<(usize, Event)>,
-    rx: Receiver<(usize, Event)>,
+    tx: Sender<Input>,
+    rx: Receiver<Input>,
 }
 
 impl Rig {
@@ -229,7 +234,10 @@ impl Rig {
     fn node(&self, group_commit: bool) -> Coordinator<'_> {
         let cfg = &self.cfg;
         let root = open_spool(self.dir.path(), "", cfg.interval, cfg.durability).unwrap();
-        let commit = group_commit.then(|| Committer::start().expect("the commit thread"));
+        let commit = match group_commit {
+            true => Commit::Group(Committer::start().expect("the commit thread")),
+            false => Commit::ByWriter,
+        };
         let reply = Reply {
             node: 0,
             tx: self.tx.clone(),
@@ -241,7 +249,15 @@ impl Rig {
         self.dir.path()
     }
 
-    /// Runs the node until `end` (see [`run_until`]).
+    /// Takes in one event of the node's (the test turns it by hand).
+    fn next_event(&self, within: Duration) -> Option<Event> {
+        match self.rx.recv_timeout(within) {
+            Ok(Input::Node(_, event)) => Some(event),
+            Ok(_) => panic!("a stop or reload the test did not send"),
+            Err(_) => None,
+        }
+    }
+
     /// Turns `node` as the driving loop does, moving the clock to each next wake, until a
     /// poll holds a connection.
     fn until_polling(&self, node: &mut Coordinator) {
@@ -250,9 +266,9 @@ impl Rig {
             if node.polling() > 0 {
                 return;
             }
-            match self.rx.recv_timeout(Duration::from_millis(50)) {
-                Ok((_, event)) => node.handle(event),
-                Err(_) => self.fake.advance_to(next),
+            match self.next_event(Duration::from_millis(50)) {
+                Some(event) => node.handle(event),
+                None => self.fake.advance_to(next),
             }
         }
         panic!("no poll went out in 100 turns");
@@ -262,50 +278,30 @@ impl Rig {
     /// is under way or waiting.
     fn until_settled(&self, node: &mut Coordinator) {
         while node.busy() {
-            let (_, event) = self
-                .rx
-                .recv_timeout(Duration::from_secs(10))
+            let event = self
+                .next_event(Duration::from_secs(10))
                 .expect("a poll or write came back within 10 s");
             node.handle(event);
             node.turn();
         }
     }
 
+    /// Runs the shipped driving loop on `node` until the clock has reached `end` and what
+    /// was due then is done (the fake clock's waits move it on while nothing is under
+    /// way). Says the seconds it woke at.
     fn run_until(&self, node: &mut Coordinator, end: u64) -> Vec<u64> {
-        run_until(node, &self.rx, &self.fake, &self.env, end)
+        self.fake.end_at(end);
+        let stopped = turn_until_stop(std::slice::from_mut(node), &self.rx, &self.env, None, || {});
+        assert!(!stopped, "the loop heard a stop the test did not send");
+        self.fake.take_woke()
     }
-}
 
-/// Turns `node` as the driving loop does, moving the clock to each next wake while
-/// nothing is under way, until the clock has reached `end` and what was due then is done.
-/// Says at which times it woke.
-fn run_until(
-    node: &mut Coordinator,
-    events: &Receiver<(usize, Event)>,
-    fake: &Fake,
-    env: &Env,
-    end: u64,
-) -> Vec<u64> {
-    let mut woke = Vec::new();
-    for _ in 0..10_000 {
-        let next = node.turn();
-        if node.busy() {
-            let (_, event) = events
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a poll or the list came back within 10 s");
-            node.handle(event);
-            continue;
-        }
-        if next <= env.now() {
-            continue;
-        }
-        if env.unix() >= end {
-            return woke;
-        }
-        fake.advance_to(next);
-        woke.push(env.unix());
+    /// Sends the loop a stop, as the signal handler's thread does, and runs the shipped
+    /// loop (which hears it, and winds the node down).
+    fn stop(&self, node: Coordinator) {
+        self.tx.send(Input::Stop).unwrap();
+        drive(&mut [node], &self.rx, &self.env, None, || {});
     }
-    panic!("10 000 turns without reaching {end}");
 }
 
 /// The times of `service`'s records in the spool.
@@ -381,7 +377,7 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
         .unwrap()
         .push("added".to_string());
     let promised = complete_until(dir);
-    node.reload();
+    rig.tx.send(Input::Reload).unwrap();
     rig.run_until(&mut node, T0 + 720);
     let added = times(dir, "added");
     assert_eq!(added.first(), Some(&(promised + 1)), "{added:?}");
@@ -392,9 +388,8 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
     );
 
     // A stop: the loop publishes what is complete, up to now and not beyond.
-    fake.stop.store(true, Ordering::SeqCst);
     let now = env.unix();
-    drive(&mut [node], &rig.rx, env, None, || {});
+    rig.stop(node);
     assert_eq!(complete_until(dir), now);
     assert!(fake.told.lock().unwrap().iter().any(|s| s == "STOPPING=1"));
 }
@@ -402,15 +397,16 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
 #[test]
 fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
     let rig = Rig::new(&["slow"], T0);
-    let (dir, fake, rx) = (rig.dir(), &rig.fake, &rig.rx);
+    let dir = rig.dir();
     let mut node = rig.node(true);
-    // The list is read; then the stop comes before the poll starts.
+    // The list is read; then the stop comes (the driving thread has heard it: see
+    // `turn_until_stop`) before the poll starts.
     node.turn();
-    let (_, listed) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    fake.stop.store(true, Ordering::SeqCst);
+    let listed = rig.next_event(Duration::from_secs(10)).unwrap();
+    rig.env.stop();
     node.handle(listed);
     node.turn();
-    drive(&mut [node], rx, &rig.env, None, || {});
+    rig.stop(node);
     assert!(times(dir, "slow").is_empty());
     assert_eq!(complete_until(dir), T0);
 }
@@ -464,7 +460,7 @@ fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
     let mut rig = Rig::new(&["hang", "fast"], T0);
     rig.cfg.connections = 1;
     rig.env.timings.stuck = Duration::from_secs(20);
-    let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
+    let (dir, fake, env) = (rig.dir(), &rig.fake, &rig.env);
     let mut node = rig.node(false);
     // The list, then one connection: `hang` (first in the list) takes it, `fast` waits.
     // Polled once the list is in and nothing promised can be preceded (the second after
@@ -481,7 +477,7 @@ fn a_hung_plugin_holds_its_connection_only_for_the_stuck_time_it_is_given() {
     assert_eq!(node.polling(), 2, "no more connection after the stuck time");
     // Both land: `fast` beside the hung one, not after it.
     while node.in_flight() > 0 {
-        let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let event = rig.next_event(Duration::from_secs(10)).unwrap();
         node.handle(event);
     }
     assert_eq!(times(dir, "fast"), [start + 21]);
@@ -538,21 +534,21 @@ fn a_poll_hung_past_the_stuck_time_beside_a_fresh_one_does_not_make_the_loop_spi
     // Two connections: `hang` (1.5 s of real time) and `a` go out; `b` and `c` wait.
     let mut rig = Rig::new(&["hang", "a", "b", "c"], T0);
     rig.cfg.connections = 2;
-    let (fake, env, rx) = (&rig.fake, &rig.env, &rig.rx);
+    let (fake, env) = (&rig.fake, &rig.env);
     let mut node = rig.node(false);
     for _ in 0..100 {
         let next = node.turn();
         if node.polling() == 2 {
             break;
         }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok((_, event)) => node.handle(event),
-            Err(_) => fake.advance_to(next),
+        match rig.next_event(Duration::from_millis(50)) {
+            Some(event) => node.handle(event),
+            None => fake.advance_to(next),
         }
     }
     assert_eq!(node.polling(), 2);
     // `a` comes back; two seconds on, `b` takes its connection.
-    while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(300)) {
+    while let Some(event) = rig.next_event(Duration::from_millis(300)) {
         node.handle(event);
     }
     assert_eq!(node.polling(), 1, "hang alone under way");
@@ -561,7 +557,7 @@ fn a_poll_hung_past_the_stuck_time_beside_a_fresh_one_does_not_make_the_loop_spi
     assert_eq!(node.polling(), 2, "b under way");
     // SPOOL-META writes land; `b`'s report is kept back, so `b` stays under way.
     let mut kept = Vec::new();
-    while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(300)) {
+    while let Some(event) = rig.next_event(Duration::from_millis(300)) {
         match event {
             Event::Done(_) => kept.push(event),
             other => node.handle(other),
@@ -606,7 +602,7 @@ fn a_global_timeout_shorter_than_a_connections_life_costs_one_retry_an_hour() {
 fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_before() {
     // `hang` has no update_rate: it is polled every 300 s, as the health sample is taken.
     let rig = Rig::new(&["hang"], T0);
-    let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
+    let (dir, fake, env) = (rig.dir(), &rig.fake, &rig.env);
     let mut node = rig.node(true);
     for _ in 0..1000 {
         let next = node.turn();
@@ -614,7 +610,7 @@ fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_
             break;
         }
         if node.busy() {
-            let (_, event) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            let event = rig.next_event(Duration::from_secs(10)).unwrap();
             node.handle(event);
         } else if next > env.now() {
             fake.advance_to(next);
@@ -644,14 +640,14 @@ fn spool_meta_is_not_rewritten_each_second_while_polls_wait_for_a_connection() {
     let mut rig = Rig::new(&["hang", "fast"], T0);
     rig.cfg.connections = 1;
     rig.env.timings.stuck = Duration::from_secs(60);
-    let (dir, fake, env, rx) = (rig.dir(), &rig.fake, &rig.env, &rig.rx);
+    let (dir, fake, env) = (rig.dir(), &rig.fake, &rig.env);
     let mut node = rig.node(false);
     // `hang` takes the one connection for 1.5 s (real time); `fast` waits for it.
     rig.until_polling(&mut node);
     assert_eq!(node.polling(), 1);
     let start = env.unix();
     // A SPOOL-META write begun before the round lands.
-    while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(300)) {
+    while let Some(event) = rig.next_event(Duration::from_millis(300)) {
         node.handle(event);
     }
     assert_eq!(node.polling(), 1);
@@ -661,7 +657,7 @@ fn spool_meta_is_not_rewritten_each_second_while_polls_wait_for_a_connection() {
     for _ in 0..5 {
         fake.advance(Duration::from_secs(1));
         node.turn();
-        while let Ok((_, event)) = rx.recv_timeout(Duration::from_millis(20)) {
+        while let Some(event) = rig.next_event(Duration::from_millis(20)) {
             published += usize::from(matches!(event, Event::Published { .. }));
             node.handle(event);
         }

@@ -44,7 +44,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::asyncd::daemon::open_spool;
+use crate::asyncd::node_spool::open_spool;
 use crate::serve::session::{run, Catchup, SessionConfig};
 use crate::serve::spoolfetch::Form;
 use crate::spool::meta::{key, SpoolMeta};

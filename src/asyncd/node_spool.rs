@@ -1,0 +1,176 @@
+//! One node's spool directory as munin-asyncd holds it: opened, locked and repaired at
+//! the start (or when a virtual node first appears), with what it held then (each
+//! service's newest sample, the `complete_until` a master may have read up to) and what
+//! its SPOOL-META says now.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::log_warn;
+use crate::spool::meta::{key, SpoolMeta};
+use crate::spool::writer::{Durability, SpoolWriter, WriteError};
+use crate::spool::Spool;
+use crate::util::clock::system_clock;
+
+/// One node's spool directory.
+pub(crate) struct NodeSpool {
+    /// The node's name ("" for munin-node's own, spooled into the spool directory itself).
+    pub(crate) node: String,
+    pub(crate) writer: Arc<SpoolWriter>,
+    /// The name SPOOL-META gives munin-async's greeting.
+    pub(crate) hostname: String,
+    /// Each service's newest sample found when the spool was opened.
+    pub(crate) newest: BTreeMap<String, u64>,
+    /// The complete_until found when the spool was opened: samples must be later.
+    pub(crate) floor: u64,
+    /// SPOOL-META as the spool was opened: how long each plugin's polls took before a
+    /// restart (`poll_ms/<plugin>`), so the first round after it goes longest first too.
+    pub(crate) before: SpoolMeta,
+    /// SPOOL-META must be written: the list, a rate or the host name changed (a sample
+    /// alone does not: see `Coordinator::finished`).
+    pub(crate) dirty: bool,
+    /// The complete_until SPOOL-META says.
+    pub(crate) said: Option<u64>,
+    /// SPOOL-META is being written, on a worker.
+    pub(crate) writing: bool,
+    /// Writing SPOOL-META failed last time (a full disk, say): logged once until it works.
+    pub(crate) meta_failing: bool,
+}
+
+/// Whether a node name from munin-node can name a subdirectory: no `/`, no NUL, not `.`
+/// or `..` or hidden, printable, at most 200 bytes. Dashes and dots inside are fine.
+pub(crate) fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+}
+
+/// Whether a node munin-node lists (`nodes`) is its own, the one its greeting names.
+/// munin-node lowercases the names in `nodes` but not the greeting's.
+pub(crate) fn is_own_node(node: &str, greeting: &str) -> bool {
+    node.eq_ignore_ascii_case(greeting)
+}
+
+/// Opens a node's spool, repairs it, and says what the repair did: the daemon's start on
+/// a spool directory (the crash-state exploration runs it on every state it makes).
+pub(crate) fn open_spool(
+    dir: &Path,
+    node: &str,
+    interval: u64,
+    durability: Durability,
+) -> Result<NodeSpool, WriteError> {
+    let writer = SpoolWriter::open(dir, interval, durability)?;
+    let repaired = writer.repair()?;
+    if repaired.files > 0 {
+        log_warn!(
+            "{}: cut {} bytes of torn records off {} files (an earlier crash)",
+            dir.display(),
+            repaired.bytes,
+            repaired.files
+        );
+    }
+    // A master may have read up to the complete_until published before: no sample may be
+    // taken at or before it now, or the master's cursor would already be past it. (Not
+    // beyond the present: a clock that went back, or a damaged value, must not stop us.)
+    let before = Spool::open(dir).ok().and_then(|s| s.meta().ok());
+    let now = system_clock();
+    let floor = before
+        .as_ref()
+        .and_then(|m| m.complete_until())
+        .map_or(0, |t| t.min(now));
+    // An idle daemon promises complete_until up to its next due poll (see `watermark`); a
+    // crash can leave that promise beyond now. Nothing in the spool is newer than now, so
+    // it is taken back before anything is polled: the polls of this start may be at or
+    // before it.
+    if let Some(m) = &before {
+        if m.complete_until().is_some_and(|t| t > now) {
+            writer.write_meta(&m.pairs_with(key::COMPLETE_UNTIL, &now.to_string()))?;
+        }
+    }
+    // The name munin-async greets the master with: a virtual node's own; for the spool
+    // directory itself the one SPOOL-META already says, until munin-node tells us (a
+    // restart while munin-node is down must not rename the host to "unknown").
+    let hostname = if node.is_empty() {
+        before
+            .as_ref()
+            .and_then(|m| m.hostname().ok().flatten())
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        node.to_string()
+    };
+    Ok(NodeSpool {
+        node: node.to_string(),
+        writer: Arc::new(writer),
+        hostname,
+        newest: repaired.newest,
+        floor,
+        before: before.unwrap_or_default(),
+        dirty: true,
+        said: None,
+        meta_failing: false,
+        writing: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_own_node, open_spool, valid_node_name};
+    use crate::spool::meta::SpoolMeta;
+    use crate::spool::writer::Durability;
+    use crate::util::clock::system_clock;
+
+    #[test]
+    fn a_start_takes_back_a_complete_until_promised_beyond_now() {
+        // What an idle daemon killed in its sleep leaves: a promise to its next due poll.
+        let dir = tempfile::tempdir().unwrap();
+        let ahead = system_clock() + 3600;
+        std::fs::write(
+            dir.path().join("SPOOL-META"),
+            format!("hostname:kept.example\ncomplete_until:{ahead}\nplugin_rates/a:300\n"),
+        )
+        .unwrap();
+        let node = open_spool(dir.path(), "", 86400, Durability::Record).unwrap();
+        let now = system_clock();
+        assert!(node.floor <= now, "{}", node.floor);
+        let meta = SpoolMeta::parse(&std::fs::read(dir.path().join("SPOOL-META")).unwrap());
+        let c = meta.complete_until().unwrap();
+        assert!(c <= now && c + 5 >= now, "complete_until {c}, now {now}");
+        // Everything else is kept.
+        assert_eq!(meta.hostname().unwrap(), Some("kept.example"));
+        assert_eq!(meta.get("plugin_rates/a"), Some(&b"300"[..]));
+    }
+    #[test]
+    fn the_greetings_node_is_munin_nodes_own_whatever_its_case() {
+        // munin-node lowercases the names `nodes` lists, not the greeting's.
+        assert!(is_own_node("web1.example.org", "Web1.Example.org"));
+        assert!(is_own_node("web1", "web1"));
+        assert!(!is_own_node("switch1.example", "web1.example.org"));
+        assert!(!is_own_node("web1", "web1.example.org"));
+    }
+    #[test]
+    fn node_names_that_can_name_a_directory() {
+        for ok in ["virt.example", "switch-01", "a", "host_1.example.org"] {
+            assert!(valid_node_name(ok), "{ok}");
+        }
+        let long = "x".repeat(201);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            "/abs",
+            "a\0b",
+            ".hidden",
+            "sp ace",
+            "tab\t",
+            long.as_str(),
+            "caf\u{e9}",
+        ] {
+            assert!(!valid_node_name(bad), "{bad:?}");
+        }
+    }
+}
