@@ -20,7 +20,7 @@ Targets (docs/benchmarks.md): 1000 nodes x 30 plugins at 60 s on at most 10% of 
 and 64 MiB, p99 lateness 2 s, every slot filled; idle: zero bytes written.
 
 Usage: bench/fanout.py [--nodes N] [--plugins P] [--rate S] [--seconds S] [--ours PATH]
-                       [--durability record|kernel] [--fake rust|python]
+                       [--durability record|kernel] [--fake rust|python] [--hup-at S]
 (as root, for the descriptor limit)
 """
 import argparse, os, re, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -142,6 +142,9 @@ def main():
     ap.add_argument("--fake", choices=["rust", "python"], default="rust",
                     help="the fake nodes: one epoll process (examples/fake_munin_nodes.rs) or "
                          "Python asyncio (slower: it saturates a core while a round comes in)")
+    ap.add_argument("--hup-at", type=int, default=None,
+                    help="send munin-asyncd a SIGHUP (every node reads its plugin list again) "
+                         "this many seconds into the window; the round after it is marked")
     a = ap.parse_args()
     if a.fake == "rust":
         subprocess.run(["cargo", "build", "--quiet", "--release", "--example", "fake_munin_nodes"],
@@ -183,7 +186,11 @@ def main():
         # hides a process that is saturated while they come in.
         peak_d = peak_f = 0
         last = (c0, f0)
+        hup = None
         for i in range(a.seconds):
+            if a.hup_at is not None and i == a.hup_at:
+                d.send_signal(signal.SIGHUP)
+                hup = time.time()
             time.sleep(max(0.0, t0 + i + 1 - time.time()))
             now_ticks = (cpu_ticks(d.pid), cpu_ticks(fake.pid))
             peak_d = max(peak_d, now_ticks[0] - last[0])
@@ -230,8 +237,13 @@ def main():
                 f = line.split()
                 if len(f) == 6 and f[0] == "round" and start <= int(f[1]) < start + a.seconds:
                     rounds.append(tuple(int(x) for x in f[1:]))
+            # The reload's round: the first slot after the SIGHUP.
+            reload_slot = min((s for s, *_ in rounds if hup is not None and s >= hup), default=None)
             print("lateness at the fake node, each round (fetches, p50 / p99 / max ms): " +
-                  "; ".join(f"{n}, {p50} / {p99} / {mx}" for _, n, p50, p99, mx in rounds))
+                  "; ".join(f"{n}, {p50} / {p99} / {mx}" + (" (after the SIGHUP)" if s == reload_slot else "")
+                            for s, n, p50, p99, mx in rounds))
+            if hup is not None:
+                print(f"SIGHUP sent at +{hup - start:.1f} s of the window")
         log.close()
         fake_log.close()
         errors = os.path.getsize(os.path.join(work, "fake.log"))

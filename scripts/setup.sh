@@ -25,5 +25,13 @@ for component in rustfmt clippy; do
 done
 if [ "${1:-}" = "--fuzz" ] && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz"
-    cargo install --locked cargo-fuzz >/dev/null 2>&1
+    # Quiet when it works; what cargo said, and a line saying so, when it does not.
+    log=$(mktemp)
+    if ! cargo install --locked cargo-fuzz >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "setup: cargo install cargo-fuzz failed (its last lines above); the fuzz step needs it" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
 fi

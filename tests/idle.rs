@@ -89,7 +89,10 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// The second tier: 30 s of the real system's counters (writes, context switches) are its
+/// measure, so plain `cargo test` does not spend them.
 #[test]
+#[ignore = "watches a real daemon for 30 s: the README's test command runs it"]
 fn an_idle_daemon_writes_nothing_and_sleeps_for_30_seconds() {
     // Daily plugins and a daily health sample: once the first round is in, nothing is due
     // for hours (unless the test runs across midnight UTC, which it checks).
@@ -182,8 +185,14 @@ fn a_plugin_added_and_a_reload_while_idle_is_spooled_after_the_promise() {
 
 #[test]
 fn a_stop_signal_ends_an_idle_daemon_at_once() {
-    let (_work, mut d) = daily_daemon();
-    thread::sleep(Duration::from_secs(2));
+    let (work, mut d) = daily_daemon();
+    // Idle: its first round is in, and it promised past the next minute.
+    let spool = work.path().join("spool");
+    eventually(
+        Duration::from_secs(10),
+        || fs::read_to_string(spool.join("SPOOL-META")).unwrap_or_default(),
+        || complete_until(&spool) > now() + 60,
+    );
     stop_within(
         &mut d,
         Duration::from_millis(500),

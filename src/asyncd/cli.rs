@@ -73,8 +73,8 @@ pub struct AsyncdOpts {
 const AFTER_HELP: &str = "\
 Logs go to syslog (facility daemon), or to stderr with --screen. The daemon tells systemd
 READY=1 once its spool directory is open (munin-node may still be down: it waits), and
-says how munin-node is doing in STATUS=. SIGTERM or SIGINT stop it within a second, every record whole or
-absent; SIGHUP reads the plugin list again (it is also read every hour).
+says how munin-node is doing in STATUS=. SIGTERM or SIGINT stop it within a second (up to
+10 s while records wait for the disk's sync), every record whole or absent; SIGHUP reads the plugin list again (it is also read every hour).
 
 Exit status: 0 after SIGTERM or SIGINT, 1 when the spool directory cannot be used, 2 for a
 wrong command line.";

@@ -90,7 +90,8 @@ pub(crate) struct Timings {
     /// over a few seconds, each wrote once a second for nothing (a rename and a sync
     /// each). The write once the round is in is not held back.
     pub(crate) publish_in_round: Duration,
-    /// How long a stop waits for polls under way, so it still ends within a second.
+    /// How long a stop waits for polls under way, so it ends within a second when no write
+    /// waits for the disk.
     pub(crate) stop_grace: Duration,
     /// How long a stop waits for writes under way (samples waiting for their group's
     /// sync, SPOOL-META): the disk, not a plugin, so they are waited for longer.
