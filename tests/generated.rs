@@ -10,7 +10,7 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use munin_async::asyncd::cli::AsyncdOpts;
 use munin_async::serve::cli::AsyncOpts;
-use munin_async::util::exit;
+use munin_async::util::exit::Exit;
 
 /// The page clap renders from the options, then FILES, EXIT STATUS, EXAMPLES and SEE ALSO
 /// from `packaging/man/NAME.8.tail` (checked against the options below).
@@ -125,7 +125,7 @@ fn manual_pages_and_completions_are_generated_from_the_options() {
             );
         }
         let exit = &added[added.find(".SH EXIT STATUS").unwrap()..];
-        for code in [exit::OK, exit::FAILURE, exit::USAGE] {
+        for code in [Exit::Ok, Exit::Failure, Exit::Usage].map(Exit::code) {
             assert!(
                 exit.contains(&format!(".TP\n{code}\n")),
                 "{page}: exit status {code}"

@@ -4,14 +4,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use munin_async::serve::cli::AsyncOpts;
-use munin_async::util::exit;
+use munin_async::util::exit::{self, Exit};
 
 fn main() -> ExitCode {
-    match AsyncOpts::parse().into_config() {
-        Ok(cfg) => munin_async::serve::app::run(cfg),
+    let cfg = match AsyncOpts::parse().into_config() {
+        Ok(cfg) => cfg,
         Err(msg) => {
             eprintln!("munin-async: {msg}");
-            ExitCode::from(exit::USAGE)
+            return Exit::Usage.into();
         }
+    };
+    let target = cfg.log_target;
+    match munin_async::serve::app::run(cfg) {
+        Ok(exit) => exit,
+        Err(msg) => exit::fail("munin-async", target, &msg),
     }
+    .into()
 }

@@ -6,8 +6,7 @@ use clap::Parser;
 use munin_async::asyncd::cli::AsyncdOpts;
 use munin_async::asyncd::env::Env;
 use munin_async::asyncd::{daemon, signals};
-use munin_async::log_error;
-use munin_async::util::exit;
+use munin_async::util::exit::{self, Exit};
 use munin_async::util::log;
 
 fn main() -> ExitCode {
@@ -15,23 +14,18 @@ fn main() -> ExitCode {
         Ok(cfgs) => cfgs,
         Err(msg) => {
             eprintln!("munin-asyncd: {msg}");
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     let Some(first) = cfgs.first() else {
-        return ExitCode::from(exit::USAGE);
+        return Exit::Usage.into();
     };
     let target = first.log_target;
     log::init("munin-asyncd", target, first.log_level);
     signals::install();
     match daemon::run_all(&cfgs, Env::system(), signals::subscribe) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(e) => {
-            log_error!("{e}");
-            if target == log::Target::Syslog {
-                eprintln!("munin-asyncd: {e}");
-            }
-            ExitCode::from(exit::FAILURE)
-        }
+        Ok(()) => Exit::Ok,
+        Err(e) => exit::fail("munin-asyncd", target, &e),
     }
+    .into()
 }

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::path::Path;
-use std::process::ExitCode;
 
 use crate::serve::cli::{AsyncConfig, Mode};
 use crate::serve::output::ThreadedWriter;
@@ -10,9 +9,9 @@ use crate::serve::session::{self, SessionConfig, SessionError};
 use crate::spool::cleanup::cleanup;
 use crate::spool::Spool;
 use crate::util::clock::system_clock;
-use crate::util::exit;
+use crate::util::exit::{self, Exit};
 use crate::util::log;
-use crate::{log_error, log_info, log_warn};
+use crate::{log_info, log_warn};
 
 /// The system's host name, as Perl's `Sys::Hostname` gives it.
 pub(crate) fn system_hostname() -> String {
@@ -25,26 +24,17 @@ pub(crate) fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Reports a failure that ends the program: to the log, and to stderr when the log is
-/// syslog (an ssh master passes stderr on to its own log).
-fn fatal(target: log::Target, msg: std::fmt::Arguments<'_>) -> ExitCode {
-    log_error!("{msg}");
-    if target == log::Target::Syslog {
-        eprintln!("munin-async: {msg}");
-    }
-    ExitCode::from(exit::FAILURE)
-}
-
-/// Runs munin-async with a checked configuration; returns the exit code.
-pub fn run(cfg: AsyncConfig) -> ExitCode {
+/// Runs munin-async with a checked configuration: how it ends, or the error that ends it
+/// (the binary reports it, see [`exit::fail`]).
+pub fn run(cfg: AsyncConfig) -> Result<Exit, String> {
     let target = cfg.log_target;
     if let Mode::AuthorizedKeys { key_file, from } = &cfg.mode {
-        return print_authorized_keys(&cfg, key_file, from.as_deref());
+        return Ok(print_authorized_keys(&cfg, key_file, from.as_deref()));
     }
     log::init("munin-async", target, cfg.log_level);
     let spool = match Spool::open(&cfg.spooldir) {
         Ok(s) => s,
-        Err(e) => return fatal(target, format_args!("{e}")),
+        Err(e) => return Err(e.to_string()),
     };
     let meta = match spool.meta() {
         Ok(m) => m,
@@ -61,22 +51,22 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
         }
     };
     let cleanup_after = match cfg.mode {
-        Mode::CleanupOnly => return run_cleanup(&spool, max_age, target),
+        Mode::CleanupOnly => return run_cleanup(&spool, max_age).map(|()| Exit::Ok),
         Mode::Serve { cleanup } => cleanup,
         Mode::Inspect => {
             return match crate::serve::inspect::inspect(&spool) {
                 Ok(report) => {
                     print!("{}", crate::serve::inspect::render(spool.dir(), &report));
-                    ExitCode::from(if report.is_clean() {
-                        exit::OK
+                    Ok(if report.is_clean() {
+                        Exit::Ok
                     } else {
-                        exit::FAILURE
+                        Exit::Failure
                     })
                 }
-                Err(e) => fatal(target, format_args!("{e}")),
+                Err(e) => Err(e.to_string()),
             }
         }
-        Mode::AuthorizedKeys { .. } => return ExitCode::from(exit::USAGE),
+        Mode::AuthorizedKeys { .. } => return Ok(Exit::Usage),
     };
     let hostname = cfg
         .hostname
@@ -102,26 +92,31 @@ pub fn run(cfg: AsyncConfig) -> ExitCode {
     widen_stdout_pipe();
     let mut output = ThreadedWriter::new(io::stdout());
     let result = session::run(&spool, &session_cfg, io::stdin().lock(), &mut output);
-    let code = match result {
-        Ok(()) => ExitCode::from(exit::OK),
+    let served = match result {
+        Ok(()) => Ok(()),
         Err(SessionError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
             log_info!("the master hung up");
-            ExitCode::from(exit::OK)
+            Ok(())
         }
-        Err(e) => fatal(target, format_args!("{e}")),
+        Err(e) => Err(e.to_string()),
     };
     // Every reply was flushed; dropping ignores a hung-up master.
     drop(output);
     if cleanup_after {
-        let cleaned = run_cleanup(&spool, max_age, target);
-        if code == ExitCode::from(exit::OK) {
-            return cleaned;
+        match (&served, run_cleanup(&spool, max_age)) {
+            (Ok(()), cleaned) => return cleaned.map(|()| Exit::Ok),
+            // Both failed: both are reported, the session's first.
+            (Err(session), Err(cleaned)) => {
+                exit::fail("munin-async", target, session);
+                return Ok(exit::fail("munin-async", target, &cleaned));
+            }
+            (Err(_), Ok(())) => {}
         }
     }
-    code
+    served.map(|()| Exit::Ok)
 }
 
-fn run_cleanup(spool: &Spool, max_age: u64, target: log::Target) -> ExitCode {
+fn run_cleanup(spool: &Spool, max_age: u64) -> Result<(), String> {
     match cleanup(spool, system_clock(), max_age, None) {
         Ok(r) if r.failed == 0 => {
             log_info!(
@@ -129,18 +124,15 @@ fn run_cleanup(spool: &Spool, max_age: u64, target: log::Target) -> ExitCode {
                 spool.dir().display(),
                 r.removed
             );
-            ExitCode::from(exit::OK)
+            Ok(())
         }
-        Ok(r) => fatal(
-            target,
-            format_args!(
-                "cleanup of {}: {} files removed, {} could not be removed",
-                spool.dir().display(),
-                r.removed,
-                r.failed
-            ),
-        ),
-        Err(e) => fatal(target, format_args!("cleanup: {e}")),
+        Ok(r) => Err(format!(
+            "cleanup of {}: {} files removed, {} could not be removed",
+            spool.dir().display(),
+            r.removed,
+            r.failed
+        )),
+        Err(e) => Err(format!("cleanup: {e}")),
     }
 }
 
@@ -153,7 +145,7 @@ fn widen_stdout_pipe() {
 
 /// `--authorized-keys FILE`: prints one hardened line per key, with this very program in
 /// the forced command.
-fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>) -> ExitCode {
+fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>) -> Exit {
     let keys = if key_file == Path::new("-") {
         io::read_to_string(io::stdin())
     } else {
@@ -189,11 +181,12 @@ fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>)
             for l in lines {
                 println!("{l}");
             }
-            ExitCode::from(exit::OK)
+            Exit::Ok
         }
         Err(e) => {
+            // Before any log is set up: the terminal only.
             eprintln!("munin-async: {e}");
-            ExitCode::from(exit::FAILURE)
+            Exit::Failure
         }
     }
 }

@@ -109,7 +109,7 @@ pub struct AsyncConfig {
     /// How spoolfetch replies are laid out.
     pub(crate) form: Form,
     /// Where logs go.
-    pub(crate) log_target: Target,
+    pub log_target: Target,
     /// The most detailed level logged.
     pub(crate) log_level: Level,
 }

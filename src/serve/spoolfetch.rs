@@ -93,14 +93,9 @@ fn first_record_after(spool: &Spool, files: &[IntervalFile], after: u64) -> Opti
         }
         fn begin(&mut self, e: &Epoch) -> Result<(), ()> {
             self.best = Some(e.value());
-            // Records in a file are in time order: the rest of this file cannot do better.
+            // Records in a file are in time order (docs/spool-format.md, "Design
+            // constraints"): the rest of this file cannot do better; the error stops it.
             Err(())
-        }
-        fn line(&mut self, _: &[u8]) -> Result<(), ()> {
-            Ok(())
-        }
-        fn end(&mut self) -> Result<(), ()> {
-            Ok(())
         }
     }
     let mut candidates: Vec<&IntervalFile> = files.iter().filter(|f| f.end() > after).collect();
@@ -296,9 +291,6 @@ pub(crate) fn newest_record(
     }
     impl RecordSink for Last {
         type Error = std::convert::Infallible;
-        fn wants(&mut self, _: u64) -> bool {
-            true
-        }
         fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
             self.current.clear();
             self.epoch = Some(*e);

@@ -8,6 +8,13 @@
 //!
 //! Every file name in a spool directory is defined here or in [`names`] (interval files)
 //! and [`meta`] (`SPOOL-META`).
+//!
+//! What follows is `docs/spool-format.md`, the contract, included whole: its design
+//! constraints (one writer per directory, time order within a file, the limits, why there
+//! is no magic number or version) and its ledger (`complete_until`) hold for every module
+//! here.
+//!
+#![doc = include_str!("../../docs/spool-format.md")]
 
 pub(crate) mod cleanup;
 #[cfg(test)]

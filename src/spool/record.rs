@@ -246,11 +246,19 @@ pub trait RecordSink {
     /// The error the sink may fail with (writing to the master, say).
     type Error;
     /// Whether the record with this time is wanted; unwanted records are not checked.
-    fn wants(&mut self, epoch: u64) -> bool;
-    /// A wanted record begins. Every following `line` belongs to it until `end`.
-    fn begin(&mut self, epoch: &Epoch) -> Result<(), Self::Error>;
-    /// One line of the record, without its `\n`.
-    fn line(&mut self, line: &[u8]) -> Result<(), Self::Error>;
+    /// Every record by default.
+    fn wants(&mut self, _epoch: u64) -> bool {
+        true
+    }
+    /// A wanted record begins. Every following `line` belongs to it until `end`. An error
+    /// ends the scan (a sink that has seen enough may stop this way).
+    fn begin(&mut self, _epoch: &Epoch) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// One line of the record, without its `\n`. Ignored by default.
+    fn line(&mut self, _line: &[u8]) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// Several lines of the record at once, each ending in `\n` (never a `timestamp` or
     /// `.` line). A sink that can work on many lines at once overrides this.
     fn lines(&mut self, run: &[u8]) -> Result<(), Self::Error> {
@@ -258,8 +266,10 @@ pub trait RecordSink {
         run.split(|&b| b == b'\n')
             .try_for_each(|line| self.line(line))
     }
-    /// The record is over.
-    fn end(&mut self) -> Result<(), Self::Error>;
+    /// The record is over (and whole: its seal checked).
+    fn end(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Why part of a spool file was not served.

@@ -502,17 +502,8 @@ fn cut_to_intact(f: &File) -> io::Result<(u64, Option<u64>)> {
     struct All(Option<u64>);
     impl RecordSink for All {
         type Error = std::convert::Infallible;
-        fn wants(&mut self, _: u64) -> bool {
-            true
-        }
         fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
             self.0 = self.0.max(Some(e.value()));
-            Ok(())
-        }
-        fn line(&mut self, _: &[u8]) -> Result<(), Self::Error> {
-            Ok(())
-        }
-        fn end(&mut self) -> Result<(), Self::Error> {
             Ok(())
         }
     }
