@@ -23,8 +23,9 @@ fn product_source(path: &Path) -> String {
         .join("\n")
 }
 
-/// The modules of `src/asyncd/` (its `.rs` files but `mod.rs`; its `tests/` folder is
-/// test code) and, for each, the sibling modules it names as `crate::asyncd::NAME`.
+/// The modules of `src/asyncd/` (its `.rs` files but `mod.rs`, and its folders, each one
+/// module with the files in it; its `tests/` folder is test code) and, for each, the
+/// sibling modules it names as `crate::asyncd::NAME`.
 fn asyncd_imports() -> BTreeMap<String, BTreeSet<String>> {
     let dir = root().join("src/asyncd");
     let mut modules = BTreeMap::new();
@@ -35,6 +36,15 @@ fn asyncd_imports() -> BTreeMap<String, BTreeSet<String>> {
         };
         if path.extension().is_some_and(|e| e == "rs") && name != "mod" {
             modules.insert(name.to_string(), product_source(&path));
+        } else if path.is_dir() && name != "tests" {
+            let mut text = String::new();
+            for file in std::fs::read_dir(&path).unwrap() {
+                let file = file.unwrap().path();
+                if file.extension().is_some_and(|e| e == "rs") {
+                    text += &product_source(&file);
+                }
+            }
+            modules.insert(name.to_string(), text);
         }
     }
     let names: BTreeSet<String> = modules.keys().cloned().collect();

@@ -7,11 +7,22 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use crate::asyncd::node::NodeError;
+use crate::asyncd::node_spool::NodeSpool;
 use crate::spool::writer::WriteError;
 
-/// What reading the plugin list gives: munin-node's host name, and each node's plugins
-/// (one node named "" when munin-node serves only its own).
-pub(crate) type ListResult = Result<(String, Vec<(String, Vec<String>)>), NodeError>;
+/// What reading the plugin list gives.
+pub(crate) type ListResult = Result<Found, NodeError>;
+
+/// What munin-node listed.
+pub(crate) struct Found {
+    /// The name its greeting gave.
+    pub(crate) hostname: String,
+    /// Each node's plugins: its own first (named ""), then each virtual node whose spool
+    /// is open.
+    pub(crate) lists: Vec<(String, Vec<String>)>,
+    /// The spools of virtual nodes listed for the first time, opened on the worker.
+    pub(crate) opened: Vec<NodeSpool>,
+}
 
 /// What the driving thread hears: a node's event, or a request of the operator's (from
 /// the signal handler's thread, or a test).
@@ -25,7 +36,7 @@ pub(crate) enum Input {
 }
 
 /// What wakes the driving loop for a node: a poll done or written, the plugin list read,
-/// a cleanup over, a health sample or a SPOOL-META written.
+/// a cleanup over, a health sample, a plugin list file or a SPOOL-META written.
 pub(crate) enum Event {
     /// A poll wrote its record, which waits for the group commit's sync: its connection
     /// is free, and its `Done` follows the sync.
@@ -39,6 +50,12 @@ pub(crate) enum Event {
     /// The health sample at `time` spooled (or not).
     HealthWritten {
         time: u64,
+        result: Result<(), WriteError>,
+    },
+    /// A spool's plugin list file written (or not).
+    ListWritten {
+        spool: usize,
+        list: Vec<String>,
         result: Result<(), WriteError>,
     },
     /// A spool's SPOOL-META written (or not).

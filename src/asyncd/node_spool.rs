@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::asyncd::ledger::Ledger;
 use crate::log_warn;
 use crate::spool::meta::{key, SpoolMeta};
 use crate::spool::writer::{Durability, SpoolWriter, WriteError};
@@ -27,15 +28,52 @@ pub(crate) struct NodeSpool {
     /// SPOOL-META as the spool was opened: how long each plugin's polls took before a
     /// restart (`poll_ms/<plugin>`), so the first round after it goes longest first too.
     pub(crate) before: SpoolMeta,
-    /// SPOOL-META must be written: the list, a rate or the host name changed (a sample
-    /// alone does not: see `Coordinator::finished`).
-    pub(crate) dirty: bool,
-    /// The complete_until SPOOL-META says.
-    pub(crate) said: Option<u64>,
-    /// SPOOL-META is being written, on a worker.
-    pub(crate) writing: bool,
-    /// Writing SPOOL-META failed last time (a full disk, say): logged once until it works.
-    pub(crate) meta_failing: bool,
+    /// What its SPOOL-META says, and where its writing is.
+    pub(crate) ledger: Ledger,
+    /// Its plugin list file.
+    pub(crate) list: ListFile,
+}
+
+/// A spool's plugin list file (what munin-async answers `list` with), written on a
+/// worker: one write at a time, none when the list is what was written last.
+#[derive(Debug, Default)]
+pub(crate) struct ListFile {
+    /// The list the file holds, as far as this run knows.
+    written: Option<Vec<String>>,
+    /// A write is under way.
+    writing: bool,
+    /// The newest list, when it differs from the one being written.
+    wanted: Option<Vec<String>>,
+}
+
+impl ListFile {
+    /// Whether a write is under way.
+    pub(crate) fn writing(&self) -> bool {
+        self.writing
+    }
+
+    /// The list is `list` now: gives it back when a write should start.
+    pub(crate) fn want(&mut self, list: Vec<String>) -> Option<Vec<String>> {
+        if self.written.as_ref() == Some(&list) && !self.writing {
+            self.wanted = None;
+            return None;
+        }
+        if self.writing {
+            self.wanted = Some(list);
+            return None;
+        }
+        self.writing = true;
+        Some(list)
+    }
+
+    /// Writing `list` is over (`ok` when it landed): gives the next list to write, when
+    /// one came meanwhile.
+    pub(crate) fn written(&mut self, list: Vec<String>, ok: bool) -> Option<Vec<String>> {
+        self.writing = false;
+        self.written = ok.then_some(list);
+        let next = self.wanted.take()?;
+        self.want(next)
+    }
 }
 
 /// Whether a node name from munin-node can name a subdirectory: no `/`, no NUL, not `.`
@@ -108,16 +146,14 @@ pub(crate) fn open_spool(
         newest: repaired.newest,
         floor,
         before: before.unwrap_or_default(),
-        dirty: true,
-        said: None,
-        meta_failing: false,
-        writing: false,
+        ledger: Ledger::default(),
+        list: ListFile::default(),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{is_own_node, open_spool, valid_node_name};
+    use super::{is_own_node, open_spool, valid_node_name, ListFile};
     use crate::spool::meta::SpoolMeta;
     use crate::spool::writer::Durability;
     use crate::util::clock::system_clock;
@@ -141,6 +177,22 @@ mod tests {
         // Everything else is kept.
         assert_eq!(meta.hostname().unwrap(), Some("kept.example"));
         assert_eq!(meta.get("plugin_rates/a"), Some(&b"300"[..]));
+    }
+    #[test]
+    fn a_list_file_is_written_once_per_change_one_write_at_a_time() {
+        let l = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let mut f = ListFile::default();
+        assert_eq!(f.want(l("a b")), Some(l("a b")));
+        // Two lists while it is written: the newest follows it.
+        assert_eq!(f.want(l("a")), None);
+        assert_eq!(f.want(l("a c")), None);
+        assert_eq!(f.written(l("a b"), true), Some(l("a c")));
+        assert_eq!(f.written(l("a c"), true), None);
+        assert_eq!(f.want(l("a c")), None, "unchanged: not rewritten");
+        // A failed write is tried again with the next list, even an unchanged one.
+        assert_eq!(f.want(l("d")), Some(l("d")));
+        assert_eq!(f.written(l("d"), false), None);
+        assert_eq!(f.want(l("d")), Some(l("d")));
     }
     #[test]
     fn the_greetings_node_is_munin_nodes_own_whatever_its_case() {

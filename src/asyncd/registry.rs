@@ -32,26 +32,27 @@ pub(crate) enum State {
     Syncing { slot: u64, since: u64 },
 }
 
-/// What is known of one plugin.
+/// What is known of one plugin: read through its accessors, changed only by the
+/// registry's methods.
 #[derive(Debug)]
 pub(crate) struct Plugin {
     /// Index into the node's spools.
-    pub(crate) spool: usize,
-    pub(crate) name: String,
+    spool: usize,
+    name: String,
     /// Its `update_rate`, or the default.
-    pub(crate) rate: u64,
+    rate: u64,
     /// In munin-node's last list. A plugin under way when it leaves the list finishes its
     /// poll, then is `Off`.
-    pub(crate) listed: bool,
+    listed: bool,
     /// Its last poll failed (logged once until it answers again).
-    pub(crate) failing: bool,
+    failing: bool,
     /// The time of its newest sample.
-    pub(crate) last: Option<u64>,
+    last: Option<u64>,
     /// How long its last poll took (None before the first): the longest go out first.
-    pub(crate) took: Option<Duration>,
+    took: Option<Duration>,
     /// Whether its last config carried its values (None before the first sample): when
     /// it did not, config and fetch go out in one write.
-    pub(crate) dirty: Option<bool>,
+    dirty: Option<bool>,
     state: State,
 }
 
@@ -61,6 +62,51 @@ impl Plugin {
     pub(crate) fn state(&self) -> State {
         self.state
     }
+
+    /// The index of its spool among the node's.
+    pub(crate) fn spool(&self) -> usize {
+        self.spool
+    }
+
+    /// Its name, as munin-node lists it.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its `update_rate`, or the default.
+    pub(crate) fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// Whether munin-node's last list has it.
+    pub(crate) fn listed(&self) -> bool {
+        self.listed
+    }
+
+    /// The time of its newest sample.
+    pub(crate) fn last(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// How long its last poll took.
+    pub(crate) fn took(&self) -> Option<Duration> {
+        self.took
+    }
+
+    /// Whether its config is known to carry no values, so config and fetch may go out in
+    /// one write.
+    pub(crate) fn pipelines(&self) -> bool {
+        self.dirty == Some(false)
+    }
+}
+
+/// What a poll's sample changed, for the caller to tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sampled {
+    /// The plugin had failed before: it answers again.
+    pub(crate) answers_again: bool,
+    /// Its `update_rate` changed (SPOOL-META says it).
+    pub(crate) rate_changed: bool,
 }
 
 /// Every plugin of a node, by id (their order of discovery).
@@ -87,12 +133,6 @@ impl Registry {
     /// Plugin `id`.
     pub(crate) fn get(&self, id: usize) -> &Plugin {
         &self.plugins[id]
-    }
-
-    /// Plugin `id`, to change what is known of it (its state changes only through the
-    /// registry's methods).
-    pub(crate) fn get_mut(&mut self, id: usize) -> &mut Plugin {
-        &mut self.plugins[id]
     }
 
     /// Every plugin with its id.
@@ -153,10 +193,50 @@ impl Registry {
         id
     }
 
-    /// Plugin `id`'s rate is `rate` from its next slot on.
-    pub(crate) fn set_rate(&mut self, id: usize, rate: u64) {
-        self.plugins[id].rate = rate;
-        self.schedule.set_rate(id, rate);
+    /// Plugin `id`'s poll brought a sample at `time`, after `took`; its config said
+    /// `dirty` (whether it carried the values) and `rate` (its `update_rate`, or the
+    /// default), which holds from its next slot on.
+    pub(crate) fn sampled(
+        &mut self,
+        id: usize,
+        took: Duration,
+        (time, dirty, rate): (u64, bool, u64),
+    ) -> Sampled {
+        let p = &mut self.plugins[id];
+        p.took = Some(took);
+        p.last = Some(time);
+        p.dirty = Some(dirty);
+        let answers_again = std::mem::take(&mut p.failing);
+        let rate_changed = rate != p.rate;
+        if rate_changed {
+            p.rate = rate;
+            self.schedule.set_rate(id, rate);
+        }
+        Sampled {
+            answers_again,
+            rate_changed,
+        }
+    }
+
+    /// Plugin `id`'s poll failed after `took`. Says whether it answered before (so the
+    /// failure is told once).
+    pub(crate) fn failed(&mut self, id: usize, took: Duration) -> bool {
+        let p = &mut self.plugins[id];
+        p.took = Some(took);
+        !std::mem::replace(&mut p.failing, true)
+    }
+
+    /// Plugin `id`'s poll took `took` and brought nothing to tell (too early, or stopped).
+    pub(crate) fn took_for_nothing(&mut self, id: usize, took: Duration) {
+        self.plugins[id].took = Some(took);
+    }
+
+    /// munin-node no longer knows plugin `id` (its poll, after `took`, said so): it is
+    /// unlisted until a list names it again.
+    pub(crate) fn gone(&mut self, id: usize, took: Duration) {
+        let p = &mut self.plugins[id];
+        p.took = Some(took);
+        p.listed = false;
     }
 
     /// Queues the plugins due at `now`, the longest first behind those already held. One
@@ -358,7 +438,7 @@ mod tests {
         let b = r.list(0, "b", 1000, 300, || {
             (Some(900), Some(Duration::from_secs(2)))
         });
-        assert_eq!(r.get(b).last, Some(900));
+        assert_eq!(r.get(b).last(), Some(900));
         assert_eq!(r.get(a).state(), State::Waiting);
         assert_eq!(r.next_due(), Some(1000));
 
@@ -399,7 +479,7 @@ mod tests {
 
         // Listed again: due at once, same id, what was known kept.
         assert_eq!(r.list(0, "b", 1004, 60, known), b);
-        assert_eq!(r.get(b).last, Some(900));
+        assert_eq!(r.get(b).last(), Some(900));
         assert_eq!(r.next_due(), Some(1004));
 
         // Unlisted while waiting: Off when due, not polled.
@@ -457,9 +537,11 @@ mod tests {
         r.back(a, 1003, None);
         assert_eq!(r.next_due(), Some(1200));
         // A rate change takes effect from the next slot.
-        r.set_rate(a, 60);
         r.take_due(1200, |_| 0);
         r.hand_out(1, 1200, at);
+        let told = r.sampled(a, Duration::from_millis(5), (1200, true, 60));
+        assert!(told.rate_changed && !told.answers_again);
+        assert_eq!(r.get(a).rate(), 60);
         r.back(a, 1200, None);
         assert_eq!(r.next_due(), Some(1260));
         consistent(&r);
