@@ -76,7 +76,7 @@ impl Coordinator<'_> {
     }
 
     /// Between rounds, closes the idle connections that would be too old to use by the
-    /// next due poll (see [`NodeLink::close_expiring_by`]).
+    /// next due poll (see [`NodeLink::close_expiring_by`](crate::asyncd::workers::NodeLink::close_expiring_by)).
     pub(super) fn close_idle_connections(&self, now: u64) {
         if self.plugins.polling() > 0 || self.plugins.held() > 0 {
             return;

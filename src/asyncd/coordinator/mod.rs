@@ -3,7 +3,7 @@
 //! due polls to the shared [`workers`](crate::asyncd::workers) up to `--connections` at
 //! once (longest first, more while they hang), takes in what the polls report, has its
 //! [`health`](crate::asyncd::health) spooled, publishes SPOOL-META with `complete_until`
-//! ([`watermark`]), and has old spool files cleaned ([`retention`]).
+//! ([`watermark`](crate::asyncd::watermark)), and has old spool files cleaned ([`retention`]).
 //!
 //! It reads the time, the stop and reload requests, systemd and its timings only through
 //! its [`Env`], so a test turns it in-process on a clock it moves by hand.
