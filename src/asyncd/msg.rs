@@ -122,10 +122,13 @@ pub(crate) enum PollError {
 
 impl PollError {
     /// Whether a connection's session may have ended under a poll that took `took`:
-    /// closed, a config that said nothing at all, or `# Timed out` at once. In a session's
-    /// last 5 s munin-node starts the plugin and kills it straight away (its timeout
-    /// would pass the session's end): `# Timed out` within a second, where a plugin that
-    /// really hangs is given munin-node's `timeout` (whole seconds, 10 unless set).
+    /// closed, a config that said nothing at all, or `# Timed out` within
+    /// [`SESSION_CLAMP`]. munin-node gives a plugin its `timeout` cut to the session's end
+    /// less 5 s (Munin::Common::Timeout): in those last 5 s it answers `# Timed out`
+    /// without running the plugin, and just before them it runs it under an alarm of a
+    /// second or two, which a loaded machine's fork and exec can outlast. A plugin that
+    /// really hangs is given the whole `timeout` (whole seconds: 10 unless set, Debian's
+    /// munin-node.conf suggests 60).
     pub(crate) fn ended_session(&self) -> bool {
         match self {
             PollError::Node(NodeError::Closed { .. }) => true,
@@ -135,7 +138,7 @@ impl PollError {
                 took,
             } => {
                 (*request == "config" && said == NOTHING)
-                    || (said == TIMED_OUT && *took < Duration::from_secs(1))
+                    || (said == TIMED_OUT && *took < SESSION_CLAMP)
             }
             _ => false,
         }
@@ -159,6 +162,12 @@ impl std::fmt::Display for PollError {
         }
     }
 }
+
+/// How soon a `# Timed out` comes when it is a session's end, not the plugin's own
+/// timeout (see [`PollError::ended_session`]). It was a second until the test command
+/// saw munin-node, on a machine busy compiling, take longer for the last second of a
+/// session (tests/node_faults.rs, the short `global_timeout`).
+pub(crate) const SESSION_CLAMP: Duration = Duration::from_secs(5);
 
 /// What a reply without comment lines said.
 pub(crate) const NOTHING: &str = "nothing";

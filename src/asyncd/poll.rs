@@ -258,6 +258,9 @@ mod tests {
         assert!(plugin("config", &[], later).ended_session());
         assert!(plugin("config", &[b"# Timed out"], at_once).ended_session());
         assert!(plugin("fetch", &[b"# Timed out"], at_once).ended_session());
+        // The alarm of a session's last seconds, outlasted on a loaded machine.
+        let slow = Duration::from_millis(2400);
+        assert!(plugin("fetch", &[b"# Timed out"], slow).ended_session());
         // A plugin that hangs is killed after munin-node's timeout; one that fails, fails.
         assert!(!plugin("config", &[b"# Timed out"], later).ended_session());
         assert!(!plugin("config", &[b"# Bad exit"], at_once).ended_session());
