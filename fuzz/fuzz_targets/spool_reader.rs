@@ -21,21 +21,21 @@ impl RecordSink for Sink {
     fn wants(&mut self, t: u64) -> bool {
         t > self.after
     }
-    fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
+    fn begin(&mut self, e: &Epoch) -> Result<bool, Self::Error> {
         assert!(e.value() > self.after);
         self.epoch = Some(*e);
         self.records.push(e.value());
-        Ok(())
+        Ok(true)
     }
-    fn line(&mut self, line: &[u8]) -> Result<(), Self::Error> {
+    fn line(&mut self, line: &[u8]) -> Result<bool, Self::Error> {
         assert_ne!(line, b".");
         let e = self.epoch.expect("line outside a record");
         write_served_line(line, &e, &mut self.out);
-        Ok(())
+        Ok(true)
     }
-    fn end(&mut self) -> Result<(), Self::Error> {
+    fn end(&mut self) -> Result<bool, Self::Error> {
         self.epoch = None;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -50,17 +50,18 @@ fn scan(file: &[u8], after: u64, capacity: usize, max: usize, blocks: bool) -> (
     let mut lines = LineReader::new(file, capacity, max);
     if blocks {
         while let Some(b) = lines.next_block().unwrap() {
-            match b {
+            let go_on = match b {
                 Block::Lines(block) => scanner.block(block, &mut sink).unwrap(),
                 Block::Line(end, line, n) => scanner.line(line, end, n, &mut sink).unwrap(),
-            }
+            };
+            assert!(go_on, "this sink never ends a scan");
         }
     } else {
         while let Some((end, line, n)) = lines.next_line().unwrap() {
-            scanner.line(line, end, n, &mut sink).unwrap();
+            assert!(scanner.line(line, end, n, &mut sink).unwrap());
         }
     }
-    scanner.finish(&mut sink).unwrap();
+    assert!(scanner.finish(&mut sink).unwrap());
     (sink, scanner.stats())
 }
 

@@ -184,30 +184,30 @@ impl<W: Write> RecordSink for Pass<'_, W> {
     fn wants(&mut self, t: u64) -> bool {
         self.window.contains(t)
     }
-    fn begin(&mut self, e: &Epoch) -> io::Result<()> {
+    fn begin(&mut self, e: &Epoch) -> io::Result<bool> {
         self.epoch = Some(*e);
         self.record.clear();
         if self.others.is_some() {
             self.report.records += 1;
             self.report.newest = self.report.newest.max(Some(e.value()));
         }
-        Ok(())
+        Ok(true)
     }
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+    fn line(&mut self, line: &[u8]) -> io::Result<bool> {
         self.record.extend_from_slice(line);
         self.record.push(b'\n');
-        Ok(())
+        Ok(true)
     }
-    fn lines(&mut self, run: &[u8]) -> io::Result<()> {
+    fn lines(&mut self, run: &[u8]) -> io::Result<bool> {
         self.record.extend_from_slice(run);
         if !run.ends_with(b"\n") {
             self.record.push(b'\n');
         }
-        Ok(())
+        Ok(true)
     }
-    fn end(&mut self) -> io::Result<()> {
+    fn end(&mut self) -> io::Result<bool> {
         let Some(epoch) = self.epoch.take() else {
-            return Ok(());
+            return Ok(true);
         };
         let record = std::mem::take(&mut self.record);
         // Walk the record's lines once, graph by graph: config lines into `config`,
@@ -249,7 +249,7 @@ impl<W: Write> RecordSink for Pass<'_, W> {
             self.out.write_all(self.buf)?;
             self.buf.clear();
         }
-        Ok(())
+        Ok(true)
     }
 }
 

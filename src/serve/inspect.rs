@@ -66,13 +66,13 @@ struct Times(Vec<u64>);
 
 impl RecordSink for Times {
     type Error = std::convert::Infallible;
-    fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
+    fn begin(&mut self, e: &Epoch) -> Result<bool, Self::Error> {
         self.0.push(e.value());
-        Ok(())
+        Ok(true)
     }
     // The lines are not looked at: not even split.
-    fn lines(&mut self, _: &[u8]) -> Result<(), Self::Error> {
-        Ok(())
+    fn lines(&mut self, _: &[u8]) -> Result<bool, Self::Error> {
+        Ok(true)
     }
 }
 

@@ -8,10 +8,13 @@
 //! than the oldest such record plus the window length. The window always holds at least
 //! one record when there is one to send, so the cursor always moves.
 
+use std::convert::Infallible;
 use std::io::{self, Write};
 
 use crate::spool::names::IntervalFile;
-use crate::spool::record::{rewrite_value_line, write_served_line, Epoch, RecordSink, MAX_RECORD};
+use crate::spool::record::{
+    records, rewrite_value_line, write_served_line, Epoch, RecordSink, MAX_RECORD,
+};
 use crate::spool::{ScanError, Spool};
 use crate::{log_error, log_warn};
 
@@ -87,15 +90,15 @@ fn first_record_after(spool: &Spool, files: &[IntervalFile], after: u64) -> Opti
         best: Option<u64>,
     }
     impl RecordSink for Probe {
-        type Error = ();
+        type Error = Infallible;
         fn wants(&mut self, t: u64) -> bool {
             t > self.after && self.best.is_none_or(|b| t < b)
         }
-        fn begin(&mut self, e: &Epoch) -> Result<(), ()> {
+        fn begin(&mut self, e: &Epoch) -> Result<bool, Self::Error> {
             self.best = Some(e.value());
             // Records in a file are in time order (docs/spool-format.md, "Design
-            // constraints"): the rest of this file cannot do better; the error stops it.
-            Err(())
+            // constraints"): the rest of this file cannot do better.
+            Ok(false)
         }
     }
     let mut candidates: Vec<&IntervalFile> = files.iter().filter(|f| f.end() > after).collect();
@@ -109,7 +112,8 @@ fn first_record_after(spool: &Spool, files: &[IntervalFile], after: u64) -> Opti
             break;
         }
         match spool.scan_file(f, &mut probe) {
-            Ok(_) | Err(ScanError::Sink(())) => {}
+            Ok(_) => {}
+            Err(ScanError::Sink(never)) => match never {},
             Err(ScanError::Spool(e)) => log_error!("{e}"),
         }
     }
@@ -147,13 +151,13 @@ impl<W: Write> RecordSink for Served<'_, W> {
     fn wants(&mut self, t: u64) -> bool {
         self.window.contains(t)
     }
-    fn begin(&mut self, e: &Epoch) -> io::Result<()> {
+    fn begin(&mut self, e: &Epoch) -> io::Result<bool> {
         self.epoch = Some(*e);
         self.report.records += 1;
         self.report.newest = self.report.newest.max(Some(e.value()));
-        Ok(())
+        Ok(true)
     }
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+    fn line(&mut self, line: &[u8]) -> io::Result<bool> {
         if let Some(e) = &self.epoch {
             write_served_line(line, e, &mut self.buf);
         }
@@ -161,11 +165,11 @@ impl<W: Write> RecordSink for Served<'_, W> {
             self.out.write_all(&self.buf)?;
             self.buf.clear();
         }
-        Ok(())
+        Ok(true)
     }
-    fn lines(&mut self, run: &[u8]) -> io::Result<()> {
+    fn lines(&mut self, run: &[u8]) -> io::Result<bool> {
         let Some(epoch) = self.epoch else {
-            return Ok(());
+            return Ok(true);
         };
         // Copy the run as it is, but for the value lines, found by their `.value`.
         let mut copied = 0;
@@ -190,11 +194,11 @@ impl<W: Write> RecordSink for Served<'_, W> {
             self.out.write_all(&self.buf)?;
             self.buf.clear();
         }
-        Ok(())
+        Ok(true)
     }
-    fn end(&mut self) -> io::Result<()> {
+    fn end(&mut self) -> io::Result<bool> {
         self.epoch = None;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -283,60 +287,25 @@ pub(crate) fn newest_record(
     files: &[IntervalFile],
     service: &str,
 ) -> Option<(Epoch, Vec<u8>)> {
-    struct Last {
-        current: Vec<u8>,
-        epoch: Option<Epoch>,
-        overflow: bool,
-        last: Option<(Epoch, Vec<u8>)>,
-    }
-    impl RecordSink for Last {
-        type Error = std::convert::Infallible;
-        fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
-            self.current.clear();
-            self.epoch = Some(*e);
-            self.overflow = false;
-            Ok(())
-        }
-        fn line(&mut self, line: &[u8]) -> Result<(), Self::Error> {
-            if self.current.len() + line.len() >= MAX_RECORD {
-                self.overflow = true;
-            } else {
-                self.current.extend_from_slice(line);
-                self.current.push(b'\n');
-            }
-            Ok(())
-        }
-        fn end(&mut self) -> Result<(), Self::Error> {
-            if let (Some(e), false) = (self.epoch.take(), self.overflow) {
-                let newer = self
-                    .last
-                    .as_ref()
-                    .is_none_or(|(l, _)| e.value() >= l.value());
-                if newer {
-                    self.last = Some((e, std::mem::take(&mut self.current)));
-                }
-            }
-            Ok(())
-        }
-    }
-    let mut sink = Last {
-        current: Vec::new(),
-        epoch: None,
-        overflow: false,
-        last: None,
-    };
+    let mut last: Option<(Epoch, Vec<u8>)> = None;
     // Newest interval first; the first one with an intact record has the newest.
     for f in files.iter().rev().filter(|f| f.service == service) {
+        let mut sink = records(|e: &Epoch, body: &[u8]| {
+            if last.as_ref().is_none_or(|(l, _)| e.value() >= l.value()) {
+                last = Some((*e, body.to_vec()));
+            }
+            Ok::<_, Infallible>(true)
+        });
         match spool.scan_file(f, &mut sink) {
             Ok(_) => {}
             Err(ScanError::Sink(never)) => match never {},
             Err(ScanError::Spool(e)) => log_error!("{e}"),
         }
-        if sink.last.is_some() {
+        if last.is_some() {
             break;
         }
     }
-    sink.last
+    last
 }
 
 #[cfg(test)]

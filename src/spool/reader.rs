@@ -218,7 +218,7 @@ impl Spool {
         }
     }
 
-    /// Streams the records of one interval file into `sink`.
+    /// Streams the records of one interval file into `sink`, until the sink ends the scan.
     pub(crate) fn scan_file<S: RecordSink>(
         &self,
         f: &IntervalFile,
@@ -234,12 +234,16 @@ impl Spool {
                     source,
                 })
             })?;
-            match read {
+            let go_on = match read {
                 None => break,
                 Some(Block::Lines(block)) => scanner.block(block, sink),
                 Some(Block::Line(end, line, n)) => scanner.line(line, end, n, sink),
             }
             .map_err(ScanError::Sink)?;
+            if !go_on {
+                // The sink has seen enough: the rest of the file is not read.
+                return Ok(scanner.stats());
+            }
         }
         scanner.finish(sink).map_err(ScanError::Sink)?;
         Ok(scanner.stats())

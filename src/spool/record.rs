@@ -241,7 +241,10 @@ fn value_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
         .then_some((field, value))
 }
 
-/// Receives the records a [`Scanner`] finds.
+/// Receives the records a [`Scanner`] finds, in the shape of ripgrep's `Sink`: every
+/// method has a default, and each answers `Ok(true)` to go on, `Ok(false)` to end the
+/// scan there (a sink that has seen enough), or an error, which ends it too and is handed
+/// back to the caller.
 pub trait RecordSink {
     /// The error the sink may fail with (writing to the master, say).
     type Error;
@@ -250,25 +253,115 @@ pub trait RecordSink {
     fn wants(&mut self, _epoch: u64) -> bool {
         true
     }
-    /// A wanted record begins. Every following `line` belongs to it until `end`. An error
-    /// ends the scan (a sink that has seen enough may stop this way).
-    fn begin(&mut self, _epoch: &Epoch) -> Result<(), Self::Error> {
-        Ok(())
+    /// A wanted record begins. Every following `line` belongs to it until `end`.
+    fn begin(&mut self, _epoch: &Epoch) -> Result<bool, Self::Error> {
+        Ok(true)
     }
     /// One line of the record, without its `\n`. Ignored by default.
-    fn line(&mut self, _line: &[u8]) -> Result<(), Self::Error> {
-        Ok(())
+    fn line(&mut self, _line: &[u8]) -> Result<bool, Self::Error> {
+        Ok(true)
     }
     /// Several lines of the record at once, each ending in `\n` (never a `timestamp` or
     /// `.` line). A sink that can work on many lines at once overrides this.
-    fn lines(&mut self, run: &[u8]) -> Result<(), Self::Error> {
+    fn lines(&mut self, run: &[u8]) -> Result<bool, Self::Error> {
         let run = run.strip_suffix(b"\n").unwrap_or(run);
-        run.split(|&b| b == b'\n')
-            .try_for_each(|line| self.line(line))
+        for line in run.split(|&b| b == b'\n') {
+            if !self.line(line)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
     /// The record is over (and whole: its seal checked).
-    fn end(&mut self) -> Result<(), Self::Error> {
-        Ok(())
+    fn end(&mut self) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A sink that hands each whole record to a closure: its time, and its lines, each
+/// ending in `\n` (see [`records`]).
+pub struct Records<F> {
+    f: F,
+    epoch: Option<Epoch>,
+    body: Vec<u8>,
+    /// The record grew past [`MAX_RECORD`] (a classic record has no seal to say so
+    /// first): it is not handed on.
+    overflow: bool,
+}
+
+/// A [`RecordSink`] from a closure that takes each intact record whole, and answers as a
+/// sink's method does (`Ok(false)` ends the scan). A record over [`MAX_RECORD`] is left
+/// out, as munin-async's replies leave it out.
+pub fn records<E, F: FnMut(&Epoch, &[u8]) -> Result<bool, E>>(f: F) -> Records<F> {
+    Records {
+        f,
+        epoch: None,
+        body: Vec::new(),
+        overflow: false,
+    }
+}
+
+impl<E, F: FnMut(&Epoch, &[u8]) -> Result<bool, E>> RecordSink for Records<F> {
+    type Error = E;
+    fn begin(&mut self, epoch: &Epoch) -> Result<bool, E> {
+        self.epoch = Some(*epoch);
+        self.body.clear();
+        self.overflow = false;
+        Ok(true)
+    }
+    fn line(&mut self, line: &[u8]) -> Result<bool, E> {
+        self.lines_of(line, true);
+        Ok(true)
+    }
+    fn lines(&mut self, run: &[u8]) -> Result<bool, E> {
+        self.lines_of(run, false);
+        Ok(true)
+    }
+    fn end(&mut self) -> Result<bool, E> {
+        match (self.epoch.take(), self.overflow) {
+            (Some(epoch), false) => (self.f)(&epoch, &self.body),
+            _ => Ok(true),
+        }
+    }
+}
+
+impl<F> Records<F> {
+    fn lines_of(&mut self, text: &[u8], one: bool) {
+        if self.overflow || self.body.len() + text.len() + usize::from(one) > MAX_RECORD {
+            self.overflow = true;
+            return;
+        }
+        self.body.extend_from_slice(text);
+        if one {
+            self.body.push(b'\n');
+        }
+    }
+}
+
+/// How a scan step ended early: the sink stopped it, or failed.
+enum Halt<E> {
+    Stopped,
+    Failed(E),
+}
+
+/// A scan step: `Err` when the scan ends here.
+type Step<E> = Result<(), Halt<E>>;
+
+/// A sink's answer as a step.
+fn go<E>(answer: Result<bool, E>) -> Step<E> {
+    match answer {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Halt::Stopped),
+        Err(e) => Err(Halt::Failed(e)),
+    }
+}
+
+/// A step as the scanner's callers see it: `Ok(false)` when the sink stopped the scan.
+fn outcome<E>(step: Step<E>) -> Result<bool, E> {
+    match step {
+        Ok(()) => Ok(true),
+        Err(Halt::Stopped) => Ok(false),
+        Err(Halt::Failed(e)) => Err(e),
     }
 }
 
@@ -385,12 +478,12 @@ impl Scanner {
     }
 
     /// Ends the current record, if any, before a new one or the end of the file.
-    fn close<S: RecordSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
+    fn close<S: RecordSink>(&mut self, sink: &mut S) -> Step<S::Error> {
         match std::mem::replace(&mut self.state, State::Outside { junk: false }) {
             State::Plain { wanted: true } => {
                 self.stats.served += 1;
                 self.stats.served_until = self.offset;
-                sink.end()?;
+                go(sink.end())?;
             }
             State::Sealed { .. } => self.damage(Damage::Torn),
             State::Plain { wanted: false } | State::Outside { .. } => {}
@@ -400,8 +493,13 @@ impl Scanner {
 
     /// Feeds a block of complete lines, each ending in `\n` and none over the limit.
     /// Inside a plain record, the lines up to the next header or `.` line go to the sink
-    /// in one call; everything else goes line by line.
-    pub fn block<S: RecordSink>(&mut self, block: &[u8], sink: &mut S) -> Result<(), S::Error> {
+    /// in one call; everything else goes line by line. `Ok(false)` when the sink ended
+    /// the scan.
+    pub fn block<S: RecordSink>(&mut self, block: &[u8], sink: &mut S) -> Result<bool, S::Error> {
+        outcome(self.block_steps(block, sink))
+    }
+
+    fn block_steps<S: RecordSink>(&mut self, block: &[u8], sink: &mut S) -> Step<S::Error> {
         let mut pos = 0;
         while pos < block.len() {
             if let Some(stop) = self.sealed_body_end(block, pos) {
@@ -426,7 +524,7 @@ impl Scanner {
                 let run_end = self.next_special(block, pos);
                 if run_end > pos {
                     if wanted {
-                        sink.lines(&block[pos..run_end])?;
+                        go(sink.lines(&block[pos..run_end]))?;
                     }
                     self.offset += (run_end - pos) as u64;
                     pos = run_end;
@@ -436,7 +534,7 @@ impl Scanner {
             let rest = &block[pos..];
             let n = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
             let line = rest[..n].strip_suffix(b"\n").unwrap_or(&rest[..n]);
-            self.line(line, LineEnd::Newline, n as u64, sink)?;
+            self.line_step(line, LineEnd::Newline, n as u64, sink)?;
             pos += n;
         }
         Ok(())
@@ -500,7 +598,7 @@ impl Scanner {
     }
 
     /// Feeds one line (without its `\n`), how it ended and how many bytes it took in the
-    /// file.
+    /// file. `Ok(false)` when the sink ended the scan.
     #[inline]
     pub fn line<S: RecordSink>(
         &mut self,
@@ -508,7 +606,18 @@ impl Scanner {
         end: LineEnd,
         consumed: u64,
         sink: &mut S,
-    ) -> Result<(), S::Error> {
+    ) -> Result<bool, S::Error> {
+        outcome(self.line_step(line, end, consumed, sink))
+    }
+
+    #[inline]
+    fn line_step<S: RecordSink>(
+        &mut self,
+        line: &[u8],
+        end: LineEnd,
+        consumed: u64,
+        sink: &mut S,
+    ) -> Step<S::Error> {
         self.consumed = consumed;
         let r = self.line_inner(line, end, sink);
         self.offset += consumed;
@@ -521,7 +630,7 @@ impl Scanner {
         line: &[u8],
         end: LineEnd,
         sink: &mut S,
-    ) -> Result<(), S::Error> {
+    ) -> Step<S::Error> {
         if end == LineEnd::TooLong {
             self.close_damaged(sink, Damage::LineTooLong)?;
             return Ok(());
@@ -541,7 +650,7 @@ impl Scanner {
                 Header::Plain(epoch) => {
                     let wanted = sink.wants(epoch.value());
                     if wanted {
-                        sink.begin(&epoch)?;
+                        go(sink.begin(&epoch))?;
                     }
                     State::Plain { wanted }
                 }
@@ -583,7 +692,7 @@ impl Scanner {
                 if end == LineEnd::Eof {
                     self.close_damaged(sink, Damage::TruncatedLine)?;
                 } else if *wanted && line != b"." {
-                    sink.line(line)?;
+                    go(sink.line(line))?;
                 }
             }
             State::Sealed {
@@ -623,7 +732,7 @@ impl Scanner {
     }
 
     /// Serves a sealed record once its whole body has arrived.
-    fn sealed_complete<S: RecordSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
+    fn sealed_complete<S: RecordSink>(&mut self, sink: &mut S) -> Step<S::Error> {
         let State::Sealed { seen, len, .. } = &self.state else {
             return Ok(());
         };
@@ -647,7 +756,7 @@ impl Scanner {
             self.damage(Damage::Checksum);
             return Ok(());
         }
-        sink.begin(&epoch)?;
+        go(sink.begin(&epoch))?;
         let body = std::mem::take(&mut self.body);
         let clean = !body.is_empty()
             && !body.starts_with(b"\n")
@@ -656,12 +765,12 @@ impl Scanner {
             && memchr::memmem::find(&body, b"\n\n").is_none();
         if clean {
             // No empty or `.` line (and never a header): the sink may take it whole.
-            let result = sink.lines(&body);
+            let result = go(sink.lines(&body));
             self.body = body;
             result?;
             self.stats.served += 1;
             self.stats.served_until = self.offset + self.consumed;
-            return sink.end();
+            return go(sink.end());
         }
         let mut result = Ok(());
         for line in body.split(|&b| b == b'\n') {
@@ -670,7 +779,7 @@ impl Scanner {
             if line.is_empty() || line == b"." || is_header(line) {
                 continue;
             }
-            result = sink.line(line);
+            result = go(sink.line(line));
             if result.is_err() {
                 break;
             }
@@ -679,24 +788,24 @@ impl Scanner {
         result?;
         self.stats.served += 1;
         self.stats.served_until = self.offset + self.consumed;
-        sink.end()
+        go(sink.end())
     }
 
-    fn close_damaged<S: RecordSink>(&mut self, sink: &mut S, what: Damage) -> Result<(), S::Error> {
+    fn close_damaged<S: RecordSink>(&mut self, sink: &mut S, what: Damage) -> Step<S::Error> {
         // What a plain record delivered before the damage stays delivered; it ends here.
         if let State::Plain { wanted: true } = self.state {
             self.stats.served += 1;
             self.stats.served_until = self.offset;
-            sink.end()?;
+            go(sink.end())?;
         }
         self.state = State::Outside { junk: true };
         self.damage(what);
         Ok(())
     }
 
-    /// The file is over.
-    pub fn finish<S: RecordSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
-        self.close(sink)
+    /// The file is over. `Ok(false)` when the sink ended the scan.
+    pub fn finish<S: RecordSink>(&mut self, sink: &mut S) -> Result<bool, S::Error> {
+        outcome(self.close(sink))
     }
 }
 

@@ -502,9 +502,9 @@ fn cut_to_intact(f: &File) -> io::Result<(u64, Option<u64>)> {
     struct All(Option<u64>);
     impl RecordSink for All {
         type Error = std::convert::Infallible;
-        fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
+        fn begin(&mut self, e: &Epoch) -> Result<bool, Self::Error> {
             self.0 = self.0.max(Some(e.value()));
-            Ok(())
+            Ok(true)
         }
     }
     let len = f.metadata()?.len();
@@ -521,12 +521,12 @@ fn cut_to_intact(f: &File) -> io::Result<(u64, Option<u64>)> {
     );
     while let Some((end, line, n)) = lines.next_line()? {
         match scanner.line(line, end, n, &mut all) {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(never) => match never {},
         }
     }
     match scanner.finish(&mut all) {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(never) => match never {},
     }
     let keep = scanner.stats().served_until;

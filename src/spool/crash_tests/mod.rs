@@ -630,22 +630,22 @@ pub(crate) fn accepted(dir: &Path) -> Result<Vec<Seen>, String> {
         fn wants(&mut self, _: u64) -> bool {
             true
         }
-        fn begin(&mut self, e: &Epoch) -> Result<(), Self::Error> {
+        fn begin(&mut self, e: &Epoch) -> Result<bool, Self::Error> {
             self.cur = Some((e.value(), Vec::new()));
-            Ok(())
+            Ok(true)
         }
-        fn line(&mut self, line: &[u8]) -> Result<(), Self::Error> {
+        fn line(&mut self, line: &[u8]) -> Result<bool, Self::Error> {
             if let Some((_, b)) = &mut self.cur {
                 b.extend_from_slice(line);
                 b.push(b'\n');
             }
-            Ok(())
+            Ok(true)
         }
-        fn end(&mut self) -> Result<(), Self::Error> {
+        fn end(&mut self) -> Result<bool, Self::Error> {
             if let Some((t, b)) = self.cur.take() {
                 self.out.push((self.service.to_string(), t, b));
             }
-            Ok(())
+            Ok(true)
         }
     }
     let spool = Spool::open(dir).map_err(|e| e.to_string())?;

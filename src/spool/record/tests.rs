@@ -14,18 +14,18 @@ impl RecordSink for Served {
     fn wants(&mut self, epoch: u64) -> bool {
         epoch > self.after
     }
-    fn begin(&mut self, epoch: &Epoch) -> Result<(), Self::Error> {
+    fn begin(&mut self, epoch: &Epoch) -> Result<bool, Self::Error> {
         self.epoch = Some(*epoch);
         self.records.push(epoch.value());
-        Ok(())
+        Ok(true)
     }
-    fn line(&mut self, line: &[u8]) -> Result<(), Self::Error> {
+    fn line(&mut self, line: &[u8]) -> Result<bool, Self::Error> {
         write_served_line(line, self.epoch.as_ref().unwrap(), &mut self.out);
-        Ok(())
+        Ok(true)
     }
-    fn end(&mut self) -> Result<(), Self::Error> {
+    fn end(&mut self) -> Result<bool, Self::Error> {
         self.epoch = None;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -64,19 +64,20 @@ fn scan_with_cap(file: &[u8], after: u64, blocks: bool, cap: usize) -> (Served, 
     let mut lines = crate::util::line::LineReader::new(file, cap, 200);
     if blocks {
         while let Some(b) = lines.next_block().unwrap() {
-            match b {
+            let go_on = match b {
                 crate::util::line::Block::Lines(block) => scanner.block(block, &mut sink).unwrap(),
                 crate::util::line::Block::Line(end, line, n) => {
                     scanner.line(line, end, n, &mut sink).unwrap()
                 }
-            }
+            };
+            assert!(go_on, "this sink never ends a scan");
         }
     } else {
         while let Some((end, line, n)) = lines.next_line().unwrap() {
-            scanner.line(line, end, n, &mut sink).unwrap();
+            assert!(scanner.line(line, end, n, &mut sink).unwrap());
         }
     }
-    scanner.finish(&mut sink).unwrap();
+    assert!(scanner.finish(&mut sink).unwrap());
     (sink, scanner.stats())
 }
 
@@ -84,6 +85,100 @@ fn sealed(epoch: u64, body: &str) -> Vec<u8> {
     let mut v = Vec::new();
     write_sealed(epoch, body.as_bytes(), &mut v);
     v
+}
+
+/// Scans `file` through `sink` line by line, as far as the sink lets it; gives how many
+/// lines were fed.
+fn feed<S: RecordSink>(file: &[u8], sink: &mut S) -> Result<usize, S::Error> {
+    let mut scanner = Scanner::new();
+    let mut lines = crate::util::line::LineReader::new(file, 64, 200);
+    let mut fed = 0;
+    while let Some((end, line, n)) = lines.next_line().unwrap() {
+        fed += 1;
+        if !scanner.line(line, end, n, sink)? {
+            return Ok(fed);
+        }
+    }
+    scanner.finish(sink)?;
+    Ok(fed)
+}
+
+#[test]
+fn a_sink_ends_the_scan_with_false_and_an_error_ends_it_too() {
+    let mut file = Vec::new();
+    for t in [100, 200, 300] {
+        file.extend_from_slice(&sealed(t, "a.value 1\nb.value 2\n"));
+    }
+    file.extend_from_slice(b"timestamp 400\nc.value 3\n");
+    // Stops at the second record's start: nothing after it is fed.
+    struct UpTo(u64, Vec<u64>);
+    impl RecordSink for UpTo {
+        type Error = String;
+        fn begin(&mut self, e: &Epoch) -> Result<bool, String> {
+            self.1.push(e.value());
+            Ok(e.value() < self.0)
+        }
+    }
+    let mut sink = UpTo(200, Vec::new());
+    // A sealed record begins once its body is in and checked: two records of three
+    // lines each.
+    assert_eq!(feed(&file, &mut sink), Ok(6));
+    assert_eq!(sink.1, [100, 200]);
+    // The same from a line: the plain record's first line stops it.
+    struct FirstLine(usize);
+    impl RecordSink for FirstLine {
+        type Error = String;
+        fn line(&mut self, _: &[u8]) -> Result<bool, String> {
+            self.0 += 1;
+            Err(format!("line {}", self.0))
+        }
+    }
+    let mut sink = FirstLine(0);
+    assert_eq!(
+        feed(b"timestamp 5\nx.value 1\ny.value 2\n", &mut sink),
+        Err("line 1".into())
+    );
+}
+
+#[test]
+fn the_closure_adapter_gets_each_intact_record_whole() {
+    let mut file = sealed(100, "a.value 1\nb.value 2\n");
+    file.extend_from_slice(b"timestamp 200\nc.value 3\n.\n");
+    let mut torn = sealed(300, "d.value 4\n");
+    torn[20] ^= 1;
+    file.extend_from_slice(&torn);
+    file.extend_from_slice(&sealed(400, "e.value 5\n"));
+    let mut got = Vec::new();
+    let mut sink = records(|e: &Epoch, body: &[u8]| {
+        got.push((e.value(), String::from_utf8_lossy(body).into_owned()));
+        Ok::<_, std::convert::Infallible>(e.value() < 400)
+    });
+    assert_eq!(
+        feed(&file, &mut sink),
+        Ok(file.split(|&b| b == b'\n').count() - 1)
+    );
+    assert_eq!(
+        got,
+        [
+            (100, "a.value 1\nb.value 2\n".to_string()),
+            (200, "c.value 3\n".to_string()),
+            (400, "e.value 5\n".to_string()),
+        ]
+    );
+    // A classic record past MAX_RECORD is left out, the next one is not.
+    let mut big = b"timestamp 500\n".to_vec();
+    let line = format!("x.value {}\n", "9".repeat(150));
+    while big.len() <= MAX_RECORD {
+        big.extend_from_slice(line.as_bytes());
+    }
+    big.extend_from_slice(b"timestamp 600\ny.value 1\n");
+    let mut times = Vec::new();
+    let mut sink = records(|e: &Epoch, _: &[u8]| {
+        times.push(e.value());
+        Ok::<_, std::convert::Infallible>(true)
+    });
+    feed(&big, &mut sink).unwrap();
+    assert_eq!(times, [600]);
 }
 
 #[test]
