@@ -7,6 +7,8 @@
 //! - `CRASH_STATES_SEEDS`: how many random workloads, seeds 1, 2, … (default 1).
 
 use super::*;
+use crate::spool::trace::Op;
+use crate::spool::writer::Durability;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
