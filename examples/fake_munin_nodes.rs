@@ -4,7 +4,8 @@
 //! `fake_munin_nodes BASE NODES PLUGINS RATE` listens on 127.0.0.1 ports BASE to
 //! BASE+NODES-1; node k greets as `nodek`, lists plugins `p0` … `p{PLUGINS-1}`, each with
 //! `update_rate RATE` and one GAUGE value. It prints `ready` once every port listens.
-//! One thread, epoll, non-blocking sockets.
+//! One thread, epoll, non-blocking sockets (a thousand ports: the tests' transport has a
+//! thread per connection); the answers are the shared fake's, `tests/harness/fake_node.rs`.
 //!
 //! It also measures the lateness the benchmark is after where it can be seen to the
 //! millisecond: when each `fetch` arrives, minus its slot (the last multiple of RATE
@@ -16,6 +17,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+#[path = "../tests/harness/fake_node.rs"]
+mod fake_node;
+use fake_node::{greeting, munin_node};
 
 struct Conn {
     stream: TcpStream,
@@ -81,35 +86,29 @@ impl Rounds {
     }
 }
 
+/// Answers one request line of node `node` in the shared fake's dialect (Debian's
+/// munin-node's), timing each `fetch`. False for `quit`.
 fn answer(
     line: &[u8],
-    node: usize,
+    host: &str,
     (list, rate): (&str, usize),
     rounds: &mut Rounds,
     out: &mut Vec<u8>,
 ) -> bool {
-    let line = line.trim_ascii();
-    if line.starts_with(b"cap") {
-        out.extend_from_slice(b"cap multigraph dirtyconfig\n");
-    } else if line == b"nodes" {
-        out.extend_from_slice(format!("node{node}\n.\n").as_bytes());
-    } else if line.starts_with(b"list") {
-        out.extend_from_slice(list.as_bytes());
-    } else if let Some(p) = line.strip_prefix(b"config ") {
-        out.extend_from_slice(b"graph_title ");
-        out.extend_from_slice(p);
-        out.extend_from_slice(b"\nupdate_rate ");
-        out.extend_from_slice(rate.to_string().as_bytes());
-        out.extend_from_slice(b"\nv.label v\nv.type GAUGE\n.\n");
-    } else if line.starts_with(b"fetch ") {
-        rounds.seen();
-        out.extend_from_slice(b"v.value 42\n.\n");
-    } else if line == b"quit" {
-        return false;
-    } else {
-        out.extend_from_slice(b"# Unknown command\n");
-    }
-    true
+    let mut text = |name: &[u8], fetch: bool, out: &mut Vec<u8>| {
+        if fetch {
+            rounds.seen();
+            out.extend_from_slice(b"v.value 42\n");
+        } else {
+            out.extend_from_slice(b"graph_title ");
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"\nupdate_rate ");
+            out.extend_from_slice(rate.to_string().as_bytes());
+            out.extend_from_slice(b"\nv.label v\nv.type GAUGE\n");
+        }
+        true
+    };
+    munin_node(line, host, list, &mut text, out)
 }
 
 fn ctl(epfd: i32, op: i32, fd: i32, events: u32) {
@@ -127,8 +126,8 @@ fn main() {
     let list = (0..plugins)
         .map(|i| format!("p{i}"))
         .collect::<Vec<_>>()
-        .join(" ")
-        + "\n";
+        .join(" ");
+    let hosts: Vec<String> = (0..nodes).map(|k| format!("node{k}")).collect();
     // SAFETY: creates an epoll descriptor.
     let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(epfd >= 0, "epoll_create1");
@@ -167,7 +166,7 @@ fn main() {
                         stream,
                         node: *k,
                         input: Vec::new(),
-                        output: format!("# munin node at node{k}\n").into_bytes(),
+                        output: greeting(&hosts[*k]),
                         writing: false,
                     };
                     let _ = flush(&mut c);
@@ -197,7 +196,13 @@ fn main() {
             while let Some(end) = c.input[used..].iter().position(|&b| b == b'\n') {
                 let line = &c.input[used..used + end];
                 used += end + 1;
-                if !answer(line, c.node, (&list, rate), &mut rounds, &mut c.output) {
+                if !answer(
+                    line,
+                    &hosts[c.node],
+                    (&list, rate),
+                    &mut rounds,
+                    &mut c.output,
+                ) {
                     open = false;
                     break;
                 }

@@ -332,9 +332,9 @@ fn classify(request: &str, e: io::Error) -> NodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader};
-    use std::net::TcpListener;
     use std::thread;
+
+    use crate::asyncd::tests::fake_node::{self, Act, FakeNode};
 
     enum Step {
         /// Read one request line and check it.
@@ -346,41 +346,56 @@ mod tests {
     }
     use Step::*;
 
-    /// A scripted node on a loopback port, for faults a real munin-node cannot produce on
-    /// demand. It serves one connection, then closes it.
-    fn fake_node(script: Vec<Step>) -> (String, thread::JoinHandle<()>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let handle = thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            for step in script {
-                match step {
-                    Expect(want) => {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        assert_eq!(line.trim_end(), want);
-                    }
-                    Send(bytes) => {
-                        if stream.write_all(&bytes).is_err() {
-                            return;
-                        }
-                    }
-                    Trickle(bytes, gap) => {
-                        for b in bytes {
-                            if stream.write_all(&[*b]).is_err() {
-                                return;
-                            }
-                            thread::sleep(gap);
-                        }
-                    }
-                    Sleep(d) => thread::sleep(d),
+    /// A scripted node on a loopback port (the shared fake's [`fake_node::script`]), for
+    /// faults a real munin-node cannot produce on demand; with what `join` checks once
+    /// the conversation is over.
+    fn fake_node(steps: Vec<Step>) -> (String, Conversation) {
+        let steps = steps
+            .into_iter()
+            .map(|step| match step {
+                Expect(want) => fake_node::Step::Expect(want),
+                Send(bytes) => fake_node::Step::Do(Act::Send(bytes)),
+                Trickle(bytes, gap) => fake_node::Step::Do(Act::Trickle(bytes.to_vec(), gap)),
+                Sleep(d) => fake_node::Step::Do(Act::Sleep(d)),
+            })
+            .collect();
+        let (answer, wrong) = fake_node::script(steps);
+        let node = FakeNode::start(answer);
+        (node.addr(), Conversation { node, wrong })
+    }
+
+    /// A scripted node's conversation.
+    struct Conversation {
+        node: FakeNode,
+        wrong: fake_node::Mismatches,
+    }
+
+    impl Conversation {
+        /// Waits (up to 5 s) for the connection to end; says what went otherwise than
+        /// written.
+        fn join(self) -> Result<(), String> {
+            for _ in 0..500 {
+                if self.node.open() == 0 {
+                    break;
                 }
+                thread::sleep(Duration::from_millis(10));
             }
-        });
-        (addr, handle)
+            let wrong = std::mem::take(&mut *self.wrong.lock().unwrap());
+            match wrong.is_empty() {
+                true => Ok(()),
+                false => Err(wrong.join("; ")),
+            }
+        }
+    }
+
+    impl Drop for Conversation {
+        /// A conversation not joined is checked as far as it went.
+        fn drop(&mut self) {
+            let wrong = std::mem::take(&mut *self.wrong.lock().unwrap());
+            if !thread::panicking() {
+                assert!(wrong.is_empty(), "the fake node's script: {wrong:?}");
+            }
+        }
     }
 
     fn greet() -> Step {
@@ -507,7 +522,7 @@ mod tests {
 
     #[test]
     fn nothing_listening_is_a_connect_error() {
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()

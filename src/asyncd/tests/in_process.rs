@@ -4,9 +4,7 @@
 //! clock, whose waits move it on while nothing is under way; a stop or a reload is sent
 //! into the loop's channel as the signal handler's thread sends it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -25,6 +23,8 @@ use crate::asyncd::workers::Workers;
 use crate::spool::crash_tests::{accepted, served};
 use crate::spool::meta::SpoolMeta;
 
+use crate::asyncd::tests::fake_node::{greeting, munin_node, Act, FakeNode};
+
 /// A whole hour: slots of every rate line up on it.
 const T0: u64 = 1_800_000_000;
 
@@ -33,15 +33,11 @@ const T0: u64 = 1_800_000_000;
 struct Control {
     /// The plugins served (read at each `list`).
     plugins: Mutex<Vec<String>>,
-    /// Down: the port refuses connections, and open ones are closed.
-    down: AtomicBool,
     /// Moved on to close every open connection at its next request (as munin-node ends a
     /// session after its global_timeout, or restarts).
     generation: AtomicU64,
     /// The test's clock: `slowconfig`'s config moves it on by two seconds.
     clock: Mutex<Option<Arc<Fake>>>,
-    /// Connections open now.
-    open: AtomicUsize,
     /// munin-node's global_timeout on the test's clock: a session that old is closed at
     /// its next request, and a plugin asked in its last 5 s is `# Timed out` at once, as
     /// munin-node does.
@@ -58,127 +54,87 @@ impl Control {
     }
 }
 
-/// A munin-node on 127.0.0.1 serving what `control` says: `fast` declares
-/// `update_rate 60`, the others none; `hang` takes 1.5 s (real time) to answer its config,
-/// `slowconfig` 2 s of the test's clock. Every connection has a thread; the port is returned.
-fn fake_munin_node(control: Arc<Control>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut listener = Some(listener);
-        // Bounded: the test process ends long before.
-        for _ in 0..6_000_000 {
-            let down = control.down.load(Ordering::SeqCst);
-            match (&listener, down) {
-                (Some(_), true) => listener = None,
-                (None, false) => {
-                    listener = Some(TcpListener::bind(("127.0.0.1", port)).unwrap());
-                }
-                _ => {}
-            }
-            let Some(l) = &listener else {
-                thread::sleep(Duration::from_millis(1));
-                continue;
-            };
-            l.set_nonblocking(true).unwrap();
-            let Ok((out, _)) = l.accept() else {
-                thread::sleep(Duration::from_millis(1));
-                continue;
-            };
-            out.set_nonblocking(false).unwrap();
-            let control = control.clone();
-            thread::spawn(move || serve(out, &control));
-        }
-    });
-    port
+/// A munin-node on 127.0.0.1 serving what `control` says, in Debian's munin-node's
+/// dialect ([`munin_node`]): `fast` declares `update_rate 60`, the others none; `hang`
+/// takes 1.5 s (real time) to answer its config, `slowconfig` 2 s of the test's clock.
+fn fake_munin_node(control: Arc<Control>) -> FakeNode {
+    FakeNode::start(move |conn: &mut Session, line| answer(&control, conn, line))
 }
 
-/// One connection to the fake munin-node.
-fn serve(mut out: TcpStream, control: &Control) {
-    control.open.fetch_add(1, Ordering::SeqCst);
-    converse(&mut out, control);
-    control.open.fetch_sub(1, Ordering::SeqCst);
+/// What one connection to the fake munin-node knows of itself.
+#[derive(Default)]
+struct Session {
+    /// The generation it was opened in, and when on the test's clock.
+    born: u64,
+    opened: Option<std::time::Instant>,
+    /// Its requests met its session's end or its last 5 s.
+    met_end: bool,
 }
 
-/// Answers one connection's requests until it ends.
-fn converse(out: &mut TcpStream, control: &Control) {
-    let born = control.generation.load(Ordering::SeqCst);
+/// Answers one line of a connection.
+fn answer(control: &Control, conn: &mut Session, line: &str) -> Vec<Act> {
     let clock = control.clock.lock().unwrap().clone();
-    let opened = clock.as_ref().map(|c| c.instant());
-    let mut lines = BufReader::new(out.try_clone().unwrap());
-    let _ = out.write_all(b"# munin node at fake.example\n");
-    let mut line = String::new();
-    let mut met_end = false;
-    while lines.read_line(&mut line).unwrap_or(0) > 0 {
-        if control.down.load(Ordering::SeqCst) || control.generation.load(Ordering::SeqCst) != born
-        {
-            return;
+    if line.is_empty() {
+        conn.born = control.generation.load(Ordering::SeqCst);
+        conn.opened = clock.as_ref().map(|c| c.instant());
+        return vec![Act::Send(greeting("fake.example"))];
+    }
+    if control.generation.load(Ordering::SeqCst) != conn.born {
+        return vec![Act::Close];
+    }
+    let session = *control.session.lock().unwrap();
+    let left = match (session, &clock, conn.opened) {
+        (Some(limit), Some(clock), Some(opened)) => {
+            limit.checked_sub(clock.instant().saturating_duration_since(opened))
         }
-        let session = *control.session.lock().unwrap();
-        let left = match (session, &clock, opened) {
-            (Some(limit), Some(clock), Some(opened)) => {
-                limit.checked_sub(clock.instant().saturating_duration_since(opened))
-            }
-            _ => None,
+        _ => None,
+    };
+    if session.is_some() && left.is_none_or(|l| l <= Duration::from_secs(5)) {
+        if !conn.met_end {
+            conn.met_end = true;
+            control.ended.fetch_add(1, Ordering::SeqCst);
+        }
+        if left.is_none_or(|l| l.is_zero()) {
+            return vec![Act::Close];
+        }
+        if line.starts_with("config") || line.starts_with("fetch") {
+            return vec![Act::Send(b"# Timed out\n.\n".to_vec())];
+        }
+    }
+    let plugins = control.plugins.lock().unwrap().clone();
+    let mut text = |name: &[u8], fetch: bool, out: &mut Vec<u8>| {
+        let Some(p) = plugins.iter().find(|p| p.as_bytes() == name) else {
+            return false;
         };
-        if session.is_some() && left.is_none_or(|l| l <= Duration::from_secs(5)) {
-            if !met_end {
-                met_end = true;
-                control.ended.fetch_add(1, Ordering::SeqCst);
-            }
-            if left.is_none_or(|l| l.is_zero()) {
-                return;
-            }
-            if line.starts_with("config") || line.starts_with("fetch") {
-                let _ = out.write_all(b"# Timed out\n.\n");
-                line.clear();
-                continue;
-            }
+        if fetch {
+            out.extend_from_slice(b"x.value 1\n");
+            return true;
         }
-        let plugins = control.plugins.lock().unwrap().clone();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let answer = match words.as_slice() {
-            ["cap", ..] => "cap multigraph dirtyconfig\n".to_string(),
-            ["nodes"] => "fake.example\n.\n".to_string(),
-            ["list", ..] => plugins.join(" ") + "\n",
-            ["config", "hang"] => {
-                // A hung plugin, as far as a test on the fake clock can tell.
-                thread::sleep(Duration::from_millis(1500));
-                "graph_title hang\nx.label x\n.\n".to_string()
-            }
-            ["config", "slowconfig"] => {
-                if let Some(clock) = &*control.clock.lock().unwrap() {
+        match p.as_str() {
+            // A hung plugin, as far as a test on the fake clock can tell.
+            "hang" => thread::sleep(Duration::from_millis(1500)),
+            "slowconfig" => {
+                if let Some(clock) = &clock {
                     clock.advance(Duration::from_secs(2));
                 }
-                "graph_title slowconfig\nx.label x\n.\n".to_string()
             }
-            ["config", p] if plugins.iter().any(|q| q == p) => {
-                let rate = if *p == "fast" { "update_rate 60\n" } else { "" };
-                format!("graph_title {p}\n{rate}x.label x\n.\n")
-            }
-            ["fetch", _] => "x.value 1\n.\n".to_string(),
-            ["quit"] => return,
-            _ => "# Unknown service\n.\n".to_string(),
-        };
-        if out.write_all(answer.as_bytes()).is_err() {
-            return;
+            _ => {}
         }
-        line.clear();
+        let rate = if p == "fast" { "update_rate 60\n" } else { "" };
+        out.extend_from_slice(format!("graph_title {p}\n{rate}x.label x\n").as_bytes());
+        true
+    };
+    let mut out = Vec::new();
+    if !munin_node(
+        line.as_bytes(),
+        "fake.example",
+        &plugins.join(" "),
+        &mut text,
+        &mut out,
+    ) {
+        return vec![Act::Close];
     }
-}
-
-/// Waits (up to 5 s) until the fake munin-node's port accepts connections, or refuses them.
-fn wait_for_port(port: u16, accepts: bool) {
-    for _ in 0..500 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() == accepts {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!(
-        "port {port} still not {}",
-        if accepts { "open" } else { "closed" }
-    );
+    vec![Act::Send(out)]
 }
 
 fn config(port: u16, dir: &std::path::Path) -> DaemonConfig {
@@ -196,7 +152,7 @@ fn config(port: u16, dir: &std::path::Path) -> DaemonConfig {
 /// configuration and the timings before it makes the node.
 struct Rig {
     control: Arc<Control>,
-    port: u16,
+    munin_node: FakeNode,
     dir: tempfile::TempDir,
     cfg: DaemonConfig,
     fake: Arc<Fake>,
@@ -210,15 +166,15 @@ impl Rig {
     /// A fake munin-node serving `plugins`, and a clock at `start`.
     fn new(plugins: &[&str], start: u64) -> Rig {
         let control = Control::serving(plugins);
-        let port = fake_munin_node(control.clone());
+        let munin_node = fake_munin_node(control.clone());
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(port, dir.path());
+        let cfg = config(munin_node.port(), dir.path());
         let (fake, env) = Fake::new(start);
         *control.clock.lock().unwrap() = Some(fake.clone());
         let (tx, rx) = channel();
         Rig {
             control,
-            port,
+            munin_node,
             dir,
             cfg,
             fake,
@@ -414,7 +370,7 @@ fn a_poll_handed_out_as_the_stop_comes_is_not_taken() {
 #[test]
 fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_it_is_away() {
     let rig = Rig::new(&["fast", "slow"], T0 + 5);
-    let (dir, control, port) = (rig.dir(), &rig.control, rig.port);
+    let (dir, control, munin_node) = (rig.dir(), &rig.control, &rig.munin_node);
     let mut node = rig.node(false);
     rig.run_until(&mut node, T0 + 120);
     assert_eq!(times(dir, "fast"), [T0 + 5, T0 + 60, T0 + 120]);
@@ -427,8 +383,7 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
 
     // munin-node away for two slots (240, 300): those polls fail, nothing else does, and
     // the promise does not wait for them.
-    control.down.store(true, Ordering::SeqCst);
-    wait_for_port(port, false);
+    munin_node.set_down(true);
     rig.run_until(&mut node, T0 + 305);
     assert_eq!(times(dir, "fast").last(), Some(&(T0 + 180)));
     assert_eq!(times(dir, "slow"), [T0 + 5]);
@@ -445,8 +400,7 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
     assert!(body.contains("written.value 5"), "{body}");
 
     // Back: polled on the next slots, the first on a new connection.
-    control.down.store(false, Ordering::SeqCst);
-    wait_for_port(port, true);
+    munin_node.set_down(false);
     rig.run_until(&mut node, T0 + 420);
     let fast: Vec<u64> = [5, 60, 120, 180, 360, 420].iter().map(|s| T0 + s).collect();
     assert_eq!(times(dir, "fast"), fast);
@@ -496,14 +450,14 @@ fn a_sample_is_stamped_when_its_fetch_starts_whether_asked_alone_or_with_its_con
 }
 
 /// Waits (up to 5 s) until the fake munin-node has `n` connections open; says how many.
-fn open_connections(control: &Control, n: usize) -> usize {
+fn open_connections(munin_node: &FakeNode, n: usize) -> usize {
     for _ in 0..500 {
-        if control.open.load(Ordering::SeqCst) == n {
+        if munin_node.open() == n {
             break;
         }
         thread::sleep(Duration::from_millis(10));
     }
-    control.open.load(Ordering::SeqCst)
+    munin_node.open()
 }
 
 #[test]
@@ -514,16 +468,16 @@ fn connections_are_kept_between_rounds_only_when_they_will_still_be_used() {
     let mut node = rig.node(false);
     rig.run_until(&mut node, T0 + 1);
     assert_eq!(times(rig.dir(), "slow").len(), 1);
-    assert_eq!(open_connections(&rig.control, 0), 0);
+    assert_eq!(open_connections(&rig.munin_node, 0), 0);
     // Plugins at 60 s: kept, and used at the next round.
     let rig = Rig::new(&["fast"], T0);
     let mut node = rig.node(false);
     rig.run_until(&mut node, T0 + 1);
-    assert_eq!(open_connections(&rig.control, 1), 1);
+    assert_eq!(open_connections(&rig.munin_node, 1), 1);
     rig.run_until(&mut node, T0 + 60);
     assert_eq!(times(rig.dir(), "fast").len(), 2);
     assert_eq!(
-        open_connections(&rig.control, 1),
+        open_connections(&rig.munin_node, 1),
         1,
         "the same connection reused"
     );
