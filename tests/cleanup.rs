@@ -4,18 +4,10 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::harness::*;
 
 const HOUR: u64 = 3600;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A spool with hourly intervals kept for 3 hours: files ending 5 h, 4 h ago (old), and
 /// 2 h ago, the current hour (kept); plus things cleanup must never touch.

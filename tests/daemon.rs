@@ -593,7 +593,9 @@ fn after_a_restart_the_plugins_that_took_longest_still_go_first() {
         .parse()
         .unwrap();
     assert!((2000..5000).contains(&ms), "{meta}");
-    thread::sleep(Duration::from_millis(1100));
+    // The restart in a second after the last sample's.
+    let last = newest(&first, "slow");
+    eventually(Duration::from_secs(3), String::new, || now() > last);
     // After the restart, slow goes first and the others wait for it.
     let second = round("copy2", newest(&first, "slow"));
     assert!(
@@ -662,15 +664,20 @@ fn more_hung_plugins_than_connections_hold_up_the_others_for_seconds_only() {
 #[test]
 fn a_munin_node_that_accepts_but_never_answers_does_not_stall_sigterm() {
     // Accepts connections and says nothing, ever (a hung munin-node).
-    let port = fake_node(|_| vec![Act::Sleep(Duration::from_secs(3600))]);
+    let node = FakeNode::start(|_: &mut (), _| vec![Act::Sleep(Duration::from_secs(3600))]);
     let work = tempdir();
     let mut daemon = start_daemon(
-        &format!("127.0.0.1:{port}"),
+        &node.addr(),
         &work.path().join("spool"),
         &work.path().join("asyncd.log"),
         &[],
     );
-    thread::sleep(Duration::from_secs(2));
+    // The daemon is connected, waiting for the greeting that never comes.
+    eventually(
+        Duration::from_secs(10),
+        || format!("{} connection(s)", node.open()),
+        || node.open() > 0,
+    );
     assert!(daemon.0.try_wait().unwrap().is_none());
     stop_within(
         &mut daemon,

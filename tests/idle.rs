@@ -82,13 +82,6 @@ fn complete_until(spool: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// The second tier: 30 s of the real system's counters (writes, context switches) are its
 /// measure, so plain `cargo test` does not spend them.
 #[test]

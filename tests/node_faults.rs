@@ -24,13 +24,6 @@ fn times(spool: &std::path::Path) -> BTreeMap<String, Vec<u64>> {
     m
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Waits until every plugin has a sample at or after `t`.
 fn wait_for_samples(spool: &std::path::Path, plugins: &[&str], t: u64, log: &std::path::Path) {
     eventually(
@@ -313,6 +306,12 @@ fn a_restart_with_munin_node_down_keeps_the_host_name() {
     );
     stop(d);
     assert!(meta().contains("hostname:fake.example\n"), "{}", meta());
+    // Each write replaces the file (a rename): a new inode.
+    let written = || {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(spool.join("SPOOL-META")).map_or(0, |m| m.ino())
+    };
+    let stopped = written();
 
     // Again, with nothing listening where munin-node was.
     let d = start_daemon(&format!("127.0.0.1:{}", free_port()), &spool, &log, &[]);
@@ -325,7 +324,8 @@ fn a_restart_with_munin_node_down_keeps_the_host_name() {
                 .contains("retrying until it answers")
         },
     );
-    thread::sleep(Duration::from_millis(1200));
+    // The restarted daemon has written SPOOL-META (the host name is what it writes).
+    eventually(Duration::from_secs(5), meta, || written() != stopped);
     stop(d);
     assert!(meta().contains("hostname:fake.example\n"), "{}", meta());
     let greeting = ours(&spool, &["--spoolfetch"], "quit\n").stdout();

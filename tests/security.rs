@@ -88,7 +88,19 @@ fn names_from_a_node_never_leave_the_spool_nor_mix_two_plugins() {
             .iter()
             .all(|s| m.contains(&format!("last-timestamp.{s}:")))
     });
-    thread::sleep(Duration::from_millis(2500));
+    // Two more rounds (every plugin at 1 s): a refusal is still logged once.
+    let mg = || -> u64 {
+        fs::read_to_string(&meta)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("last-timestamp.mg:"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    };
+    let first = mg();
+    wait_for("no later rounds", &log, Duration::from_secs(20), || {
+        mg() >= first + 2
+    });
     sigterm(d);
     let log = fs::read_to_string(&log).unwrap();
 

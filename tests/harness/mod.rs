@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use tempfile::TempDir;
 
@@ -184,4 +184,12 @@ pub fn wait_listening(port: u16, limit: Duration, what: impl Fn() -> String) {
     eventually(limit, what, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
+}
+
+/// The system clock, in seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
