@@ -1,6 +1,6 @@
 //! munin-async's main flow: set up logging, open the spool, serve, clean up.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::serve::cli::{AsyncConfig, Mode};
@@ -32,7 +32,14 @@ pub fn run(cfg: AsyncConfig) -> Result<Exit, String> {
         return Ok(print_authorized_keys(&cfg, key_file, from.as_deref()));
     }
     log::init("munin-async", target, cfg.log_level);
-    let spool = match Spool::open(&cfg.spooldir) {
+    let spooldir = match &cfg.node_from_ssh {
+        None => cfg.spooldir.clone(),
+        Some(sections) => match chosen_spool(&cfg.spooldir, sections) {
+            Ok(dir) => dir,
+            Err(refused) => return Ok(refused),
+        },
+    };
+    let spool = match Spool::open(&spooldir) {
         Ok(s) => s,
         Err(e) => return Err(e.to_string()),
     };
@@ -116,6 +123,41 @@ pub fn run(cfg: AsyncConfig) -> Result<Exit, String> {
     served.map(|()| Exit::Ok)
 }
 
+/// `--node-from-ssh`: the spool directory the master's ssh command names, or how the
+/// refusal ended munin-async (one `#` line to the master, a warning logged with the
+/// master's address; a spool root that cannot be read is refused alike).
+fn chosen_spool(
+    root: &Path,
+    sections: &[crate::asyncd::fanout::NodeEntry],
+) -> Result<std::path::PathBuf, Exit> {
+    use crate::serve::ssh_command::{parse, peer, Allowed};
+    use std::os::unix::ffi::OsStrExt;
+    let command = std::env::var_os("SSH_ORIGINAL_COMMAND");
+    let bytes = command.as_deref().map(|c| c.as_bytes());
+    let resolved = parse(bytes).and_then(|asked| {
+        Allowed::new(root, sections)
+            .map_err(|e| crate::serve::ssh_command::Refused(format!("the spool root: {e}")))?
+            .resolve(&asked)
+    });
+    match resolved {
+        Ok(dir) => {
+            log_info!("serving {} to {}", dir.display(), peer());
+            Ok(dir)
+        }
+        Err(why) => {
+            log_warn!(
+                "refused the ssh command {} from {}: {why}",
+                crate::util::log::Quoted(bytes.unwrap_or_default()),
+                peer()
+            );
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "# munin-async: refused: {why}");
+            let _ = out.flush();
+            Err(Exit::Failure)
+        }
+    }
+}
+
 fn run_cleanup(spool: &Spool, max_age: u64) -> Result<(), String> {
     match cleanup(spool, system_clock(), max_age, None) {
         Ok(r) if r.failed == 0 => {
@@ -165,6 +207,10 @@ fn print_authorized_keys(cfg: &AsyncConfig, key_file: &Path, from: Option<&str>)
                     crate::serve::session::Catchup::Intervals(_) => None,
                 },
                 compat_output: cfg.form == crate::serve::spoolfetch::Form::Records,
+                node_from_ssh: cfg
+                    .node_from_ssh
+                    .as_ref()
+                    .map(|_| cfg.config_file.as_deref()),
             };
             crate::serve::authkeys::lines(forced, from, &keys)
                 .map_err(|e| format!("{}: {e}", key_file.display()))

@@ -29,6 +29,8 @@ pub(crate) struct Forced<'a> {
     pub(crate) catchup_window: Option<u64>,
     /// `--compat-output`, if given.
     pub(crate) compat_output: bool,
+    /// `--node-from-ssh`, with its `--config` file if given.
+    pub(crate) node_from_ssh: Option<Option<&'a Path>>,
 }
 
 /// One `authorized_keys` line per public key in `keys` (the text of a `.pub` file, or of
@@ -52,6 +54,15 @@ pub(crate) fn lines(
     }
     if forced.compat_output {
         command.push("--compat-output".to_string());
+    }
+    if let Some(config) = forced.node_from_ssh {
+        command.push("--node-from-ssh".to_string());
+        if let Some(file) = config {
+            command.extend([
+                "--config".to_string(),
+                plain("--config", &file.to_string_lossy())?,
+            ]);
+        }
     }
     command.push("--spoolfetch".to_string());
     let mut options = OPTIONS.to_string();
@@ -140,6 +151,7 @@ mod tests {
             hostname: None,
             catchup_window: None,
             compat_output: false,
+            node_from_ssh: None,
         }
     }
 
@@ -173,6 +185,16 @@ mod tests {
              --catchup-window 3600 --spoolfetch\" ssh-ed25519"
         ));
         assert!(!got[0].contains("from="));
+        // One key for a spooling host: the node comes from the master's command.
+        let f = Forced {
+            node_from_ssh: Some(Some(Path::new("/etc/munin/munin-asyncd.conf"))),
+            ..forced("/usr/bin/munin-async", "/var/lib/munin-async")
+        };
+        let got = lines(f, None, KEY).unwrap();
+        assert!(got[0].contains(
+            "command=\"/usr/bin/munin-async --spooldir /var/lib/munin-async --node-from-ssh \
+             --config /etc/munin/munin-asyncd.conf --spoolfetch\" ssh-ed25519"
+        ));
     }
 
     #[test]

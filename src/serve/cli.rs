@@ -60,6 +60,17 @@ pub struct AsyncOpts {
     /// whole config, byte for byte, instead of one block per plugin and config.
     #[arg(long)]
     pub(crate) compat_output: bool,
+    /// Serve the node the master's ssh command names (sshd's SSH_ORIGINAL_COMMAND: a node
+    /// name such as `/web1`, or Perl's `munin-async --spooldir DIR`), one forced command
+    /// for every node of a spooling host: a section of --config, or a virtual node's
+    /// directory under --spooldir or a section's. No command serves --spooldir; anything
+    /// else is refused.
+    #[arg(long)]
+    pub(crate) node_from_ssh: bool,
+    /// With --node-from-ssh: munin-asyncd's configuration file, whose sections name the
+    /// nodes and their spool directories.
+    #[arg(long, value_name = "FILE", requires = "node_from_ssh")]
+    pub(crate) config: Option<PathBuf>,
     /// Logging.
     #[command(flatten)]
     pub(crate) log: LogOpts,
@@ -108,6 +119,11 @@ pub struct AsyncConfig {
     pub(crate) catchup: Catchup,
     /// How spoolfetch replies are laid out.
     pub(crate) form: Form,
+    /// `--node-from-ssh`: the spool is chosen by the master's ssh command, among
+    /// `spooldir`, its virtual nodes and these `--config` sections.
+    pub(crate) node_from_ssh: Option<Vec<crate::asyncd::fanout::NodeEntry>>,
+    /// The `--config` file those sections came from.
+    pub(crate) config_file: Option<PathBuf>,
     /// Where logs go.
     pub log_target: Target,
     /// The most detailed level logged.
@@ -127,6 +143,20 @@ impl AsyncOpts {
         if self.spooldir.as_os_str().is_empty() {
             return Err("--spooldir: the path is empty".into());
         }
+        let node_from_ssh = match (self.node_from_ssh, &self.config) {
+            (false, _) => None,
+            (true, _) if self.hostname.is_some() => {
+                return Err(
+                    "--hostname with --node-from-ssh: each node's spool names its host".into(),
+                )
+            }
+            (true, None) => Some(Vec::new()),
+            (true, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("--config {}: {e}", file.display()))?;
+                Some(crate::asyncd::fanout::parse(file, &text)?)
+            }
+        };
         Ok(AsyncConfig {
             spooldir: self.spooldir,
             hostname: self.hostname,
@@ -153,6 +183,8 @@ impl AsyncOpts {
             } else {
                 Form::Blocks
             },
+            node_from_ssh,
+            config_file: self.config,
             log_target: self.log.target(),
             log_level: self.log.level(),
         })

@@ -16,3 +16,4 @@ pub(crate) mod output;
 pub(crate) mod protocol;
 pub mod session;
 pub mod spoolfetch;
+pub(crate) mod ssh_command;
