@@ -23,7 +23,7 @@ _munin__async() {
 
     case "${cmd}" in
         munin__async)
-            opts="-s -v -h -V --spooldir --hostname --cleanup --cleanupandexit --spoolfetch --vectorfetch --inspect --authorized-keys --from --catchup-window --compat-output --verbose --debug --screen --help --version"
+            opts="-s -v -h -V --spooldir --hostname --cleanup --cleanupandexit --spoolfetch --vectorfetch --inspect --authorized-keys --from --catchup-window --compat-output --node-from-ssh --config --verbose --debug --screen --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -50,6 +50,10 @@ _munin__async() {
                     return 0
                     ;;
                 --catchup-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
