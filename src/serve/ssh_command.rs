@@ -5,7 +5,7 @@
 //! ` web1`, and a master set up for Perl's per-node keys sends a whole command line,
 //! `/usr/share/munin/munin-async --spoolfetch --spooldir DIR`.
 //!
-//! [`parse`] reads that text ([`Asked`]) and [`resolve`] maps it to a spool directory the
+//! [`parse`] reads that text ([`Asked`]) and [`Allowed::resolve`] maps it to a spool directory the
 //! admin configured: the spool directory itself (no command), a section of munin-asyncd's
 //! `--config` file, a virtual node's directory under either, or a `--spooldir` naming one
 //! of those. Anything else is refused ([`Refused`]): never a shell, never a path the admin
