@@ -343,24 +343,6 @@ fn a_shell_command_over_the_key_gets_munin_async_never_a_shell() {
     assert!(!Path::new("/tmp/pwned-by-test").exists());
 }
 
-/// Runs munin-update as munin with `hosts` (munin.conf sections) and `global` settings.
-fn munin_update_hosts(m: &Master, global: &str, hosts: &str) -> Output {
-    let d = m.dir.path().display();
-    let conf = format!(
-        "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n{hosts}"
-    );
-    fs::write(m.path("munin.conf"), conf).unwrap();
-    let cmd = format!(
-        "{MUNIN_UPDATE} --config_file {} --nofork --debug",
-        m.path("munin.conf").display()
-    );
-    run(
-        Command::new("su").args(["munin", "-s", "/bin/sh", "-c", &cmd]),
-        b"",
-        Duration::from_secs(180),
-    )
-}
-
 /// Every file under `dir`, with what `f` gives of it.
 fn each_file<T>(dir: &Path, f: impl Fn(&Path, &fs::Metadata) -> T) -> Vec<(PathBuf, T)> {
     let mut out = Vec::new();
@@ -478,7 +460,11 @@ fn one_key_serves_every_node_of_a_spooling_host_and_nothing_else() {
          [site;switch1]\n    address {at} switch1\n",
         db1.display()
     );
-    let out = munin_update_hosts(&m, &format!("ssh_options {}", ssh_options(&m)), &hosts);
+    let out = munin_update_hosts_in(
+        m.dir.path(),
+        &format!("ssh_options {}", ssh_options(&m)),
+        &hosts,
+    );
     assert!(
         out.status.success(),
         "munin-update failed:\n{}\nsshd: {}",

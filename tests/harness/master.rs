@@ -24,8 +24,18 @@ pub fn master_dirs(dir: &Path) {
 /// Runs Debian's munin-update as munin with its directories in `dir` and one host,
 /// `e2e;node1`, at `address`.
 pub fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output {
+    munin_update_hosts_in(
+        dir,
+        global,
+        &format!("[e2e;node1]\n    address {address}\n"),
+    )
+}
+
+/// Runs Debian's munin-update as munin with its directories in `dir`, the `global`
+/// settings and `hosts` (munin.conf sections).
+pub fn munin_update_hosts_in(dir: &Path, global: &str, hosts: &str) -> Output {
     let conf = format!(
-        "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n[e2e;node1]\n    address {address}\n",
+        "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n{hosts}",
         d = dir.display()
     );
     fs::write(dir.join("munin.conf"), conf).unwrap();
