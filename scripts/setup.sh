@@ -3,8 +3,8 @@
 # as root. Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(munin munin-node munin-async rrdtool openssh-server openssh-client perl time procps strace systemd
-          dpkg-dev debhelper lintian)
+packages=(munin munin-node munin-async munin-node-c munin-plugins-c rrdtool openssh-server openssh-client perl
+          time procps strace systemd dpkg-dev debhelper lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +14,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     # Keep the packaged daemons from starting on a machine that runs no init system.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # munin-node-c's package listens on 4949 through systemd, munin-node's port; the tests
+    # run it on a port of their own.
+    if [[ " ${missing[*]} " == *" munin-node-c "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now munin-node-c.socket >/dev/null 2>&1 || true
+    fi
 fi
 
 if ! command -v cargo >/dev/null; then

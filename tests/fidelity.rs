@@ -24,32 +24,6 @@ use crate::harness::*;
 /// The longest the daemon gets to spool every plugin once.
 const ROUND: Duration = Duration::from_secs(60);
 
-/// `graph.attribute` or `graph.field.attribute` → value, for the test's host, from
-/// munin-update's datafile.
-fn datafile(db: &Path) -> BTreeMap<String, String> {
-    let text = fs::read_to_string(db.join("datafile"))
-        .unwrap_or_else(|e| panic!("{}/datafile: {e}", db.display()));
-    text.lines()
-        .filter_map(|l| l.strip_prefix("e2e;node1:"))
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| {
-            // munin-update 2.0 appends the fields to graph_order once per block it parses,
-            // and a spoolfetch holding two samples of a plugin has two blocks; munin-graph
-            // and munin-html drop the repeats (munin_get_field_order). Compared as drawn.
-            let v = if k.ends_with(".graph_order") {
-                let mut seen = BTreeSet::new();
-                v.split(' ')
-                    .filter(|w| seen.insert(*w))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            } else {
-                v.to_string()
-            };
-            (k.to_string(), v)
-        })
-        .collect()
-}
-
 /// A value as munin-update hands it to rrdtool: a number in scientific notation is written
 /// out with 4 significant digits past its exponent (UpdateWorker::_update_rrd_file).
 fn as_munin_stores(v: &str) -> String {
@@ -65,42 +39,6 @@ fn as_munin_stores(v: &str) -> String {
         4
     };
     format!("{x:.decimals$}")
-}
-
-/// Two numbers as munin-node and rrdtool print them (rrdtool rounds) are the same.
-fn same_number(a: &str, b: &str) -> bool {
-    match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs()),
-        _ => false,
-    }
-}
-
-/// The structure of an RRD (step, data sources, archives), without its values and times.
-fn rrd_structure(rrd: &Path) -> Vec<String> {
-    rrdtool(&["info", rrd.to_str().unwrap()])
-        .lines()
-        .filter(|l| {
-            l.starts_with("step")
-                || (l.starts_with("ds[")
-                    && [".type", ".minimal_heartbeat", ".min ", ".max "]
-                        .iter()
-                        .any(|k| l.contains(k)))
-                || (l.starts_with("rra[")
-                    && !l.contains("cdp_prep")
-                    && [".cf", ".rows", ".pdp_per_row", ".xff"]
-                        .iter()
-                        .any(|k| l.contains(k)))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// RRD file name → the last value given to it ("U" when none).
-fn last_values(db: &Path) -> BTreeMap<String, String> {
-    last_updates(db)
-        .into_iter()
-        .map(|(name, (_, value))| (name, value))
-        .collect()
 }
 
 /// Asks munin-node for every plugin's values: (RRD name stem `node1-graph-field-`,
@@ -141,25 +79,6 @@ fn observe(port: u16, plugins: &[String]) -> BTreeMap<String, String> {
         }
     }
     let _ = writeln!(w, "quit");
-    out
-}
-
-/// RRD file name → (time, value) of its last update ("U" when none).
-fn last_updates(db: &Path) -> BTreeMap<String, (u64, String)> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(db).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".rrd") {
-            continue;
-        }
-        let text = rrdtool(&["lastupdate", path.to_str().unwrap()]);
-        if let Some((t, v)) = text.lines().last().and_then(|l| l.split_once(':')) {
-            if let Ok(t) = t.trim().parse() {
-                out.insert(name, (t, v.trim().to_string()));
-            }
-        }
-    }
     out
 }
 

@@ -6,6 +6,7 @@ mod cleanup;
 mod corruption;
 mod crash;
 mod daemon;
+mod dialects;
 mod differential;
 mod fidelity;
 mod generated;

@@ -3,8 +3,9 @@
 //!
 //! Graphs (all per munin-node polled):
 //! - `munin_asyncd_polls`: polls that gave a sample, polls whose fetch answered no value
-//!   (the config is spooled alone, as Debian's `diskstats` does on its first run), and
-//!   polls that failed (per minute);
+//!   (the config is spooled alone, as Debian's `diskstats` does on its first run), polls
+//!   that failed, and replies of munin-node that ended without their `.` line (taken as
+//!   ended after [`crate::asyncd::node::UNENDED_WAIT`]) (per minute);
 //! - `munin_asyncd_latency`: the average and longest poll over the last period (seconds);
 //! - `munin_asyncd_samples`: samples written, and samples dropped by reason (per minute):
 //!   munin-node did not answer (`node`), the plugin failed (`plugin`), the spool could not
@@ -55,6 +56,8 @@ pub(crate) struct Health {
     written: u64,
     empty: u64,
     failed: u64,
+    /// Replies without their `.` (see [`crate::asyncd::node::Unended`]).
+    unended: u64,
     dropped: [u64; 4],
     latency_sum: Duration,
     latency_max: Duration,
@@ -125,6 +128,12 @@ impl Health {
         counter(&mut out, "ok", "gave a sample", self.written);
         counter(&mut out, "empty", "answered no value", self.empty);
         counter(&mut out, "failed", "failed", self.failed);
+        counter(
+            &mut out,
+            "unended",
+            "replies without their . line",
+            self.unended,
+        );
         graph(&mut out, "latency", "poll latency", "seconds", "");
         let _ = write!(
             out,
@@ -204,6 +213,11 @@ impl Recorder {
     /// A poll ended so, after `took`.
     pub(crate) fn poll(&mut self, outcome: Outcome, took: Duration) {
         self.counters.poll(outcome, took);
+    }
+
+    /// How many of munin-node's replies have ended without their `.` so far.
+    pub(crate) fn unended(&mut self, count: u64) {
+        self.counters.unended = count;
     }
 
     /// The second the next sample is due.

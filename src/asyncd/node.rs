@@ -3,12 +3,24 @@
 //! Every request has a deadline, and every reply is bounded in line length and total
 //! size. A node that hangs, trickles, sends an endless line or closes mid-reply fails that
 //! one request with an error that says which, and the connection is dropped.
+//!
+//! Not every munin-node ends its replies with a `.` line (docs/daemon.md, "Other
+//! munin-nodes"): munin-node-c answers an unknown plugin with one `#` line and nothing
+//! after, shell nodes for routers answer `cap` and `nodes` with an unknown-command line,
+//! some nodes list their `nodes` without a `.`. A reply that could be whole as it stands
+//! (comment lines only, or any `nodes` line) and is followed by [`UNENDED_WAIT`] of
+//! silence ends there: that request costs the wait, not the request timeout. Such a reply
+//! is counted ([`Unended`]), and the connection it came on is not used again (a `.` that
+//! came late would end the next reply).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::line::{LineEnd, LineReader};
+use crate::{log_debug, log_notice};
 
 /// The longest line accepted from munin-node.
 pub(crate) const MAX_LINE: usize = 1 << 20;
@@ -17,6 +29,63 @@ pub(crate) const MAX_REPLY: usize = crate::spool::record::MAX_RECORD;
 
 /// The lines of a multi-line reply, without the final `.`.
 pub(crate) type Reply = Vec<Vec<u8>>;
+
+/// How long a reply that could be whole without its `.` waits for more before it is taken
+/// as ended. A node that does send the `.` sends it at once after such a line: in the
+/// same write (munin-node-c, munin-node's buffered plugin output), or, for a node writing
+/// line by line without `TCP_NODELAY`, once the first line's segment is acknowledged (a
+/// round trip plus at most 200 ms of this side's delayed acknowledgement, Nagle's
+/// algorithm). One second covers round trips up to 400 ms; the plugin that would lose its
+/// sample to it prints a comment and then nothing for a second, which only a node that
+/// streams plugin output (munin-node-c) can show, and the reply is then cut and counted.
+pub(crate) const UNENDED_WAIT: Duration = Duration::from_secs(1);
+
+/// The replies of one munin-node that ended without their `.` (after [`UNENDED_WAIT`]),
+/// counted over all its connections; the first is logged as a notice, the others at debug.
+#[derive(Debug, Default)]
+pub(crate) struct Unended {
+    /// The node's address, for the log.
+    host: String,
+    count: AtomicU64,
+}
+
+impl Unended {
+    /// None yet from munin-node at `host`.
+    pub(crate) fn new(host: &str) -> Unended {
+        Unended {
+            host: host.to_string(),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// How many so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, request: &str) {
+        let before = self.count.fetch_add(1, Ordering::Relaxed);
+        let (host, wait) = (&self.host, UNENDED_WAIT.as_secs_f64());
+        if before == 0 {
+            log_notice!(
+                "munin-node at {host} answered {request:?} without a \".\" line: taken as \
+                 ended after {wait} s of silence (such replies are counted in munin_asyncd's \
+                 polls graph, \"unended\")"
+            );
+        } else {
+            log_debug!("munin-node at {host}: {request:?} answered without a \".\" line");
+        }
+    }
+}
+
+/// Which replies may end without a `.` once the node falls silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    /// One of nothing but comment lines (`# unknown plugin: x`, `# Unknown command`).
+    AfterComments,
+    /// Any (`nodes`, which the node answers itself, at once).
+    AfterAnyLine,
+}
 
 /// What went wrong talking to munin-node.
 #[derive(Debug)]
@@ -115,11 +184,26 @@ pub(crate) struct NodeConn {
     pub(crate) hostname: String,
     /// When it was opened (by the clock of whoever opened it: see `poll::open`).
     pub(crate) born: Instant,
+    /// Where replies without their `.` are counted.
+    unended: Arc<Unended>,
+    /// False once a reply was taken as ended without its `.`: a `.` that came late would
+    /// end the next reply, so the connection is not used for another poll.
+    in_step: bool,
 }
 
 impl NodeConn {
     /// Connects and reads the greeting; every later request gets `timeout`.
+    #[cfg(test)]
     pub(crate) fn connect(addr: &str, timeout: Duration) -> Result<NodeConn, NodeError> {
+        NodeConn::connect_counted(addr, timeout, Arc::default())
+    }
+
+    /// [`NodeConn::connect`], replies without their `.` counted in `unended`.
+    pub(crate) fn connect_counted(
+        addr: &str,
+        timeout: Duration,
+        unended: Arc<Unended>,
+    ) -> Result<NodeConn, NodeError> {
         let connect_err = |source| NodeError::Connect {
             addr: addr.to_string(),
             source,
@@ -158,6 +242,8 @@ impl NodeConn {
             timeout,
             hostname: String::new(),
             born: Instant::now(),
+            unended,
+            in_step: true,
         };
         let greeting = conn.read_line("(greeting)")?;
         let text = String::from_utf8_lossy(&greeting);
@@ -207,17 +293,35 @@ impl NodeConn {
     }
 
     /// Sends a request answered by lines up to a line starting with `.`.
-    fn multi_line(&mut self, request: &str) -> Result<Vec<Vec<u8>>, NodeError> {
+    fn multi_line(&mut self, request: &str, ends: Ends) -> Result<Vec<Vec<u8>>, NodeError> {
         self.send(request)?;
-        self.reply(request)
+        self.reply(request, ends)
     }
 
-    /// Reads the reply to `request`, lines up to a line starting with `.`.
-    fn reply(&mut self, request: &str) -> Result<Vec<Vec<u8>>, NodeError> {
-        let mut lines = Vec::new();
+    /// Reads the reply to `request`: lines up to a line starting with `.`, or, once what
+    /// came could be a whole reply as `ends` says, up to [`UNENDED_WAIT`] of silence.
+    fn reply(&mut self, request: &str, ends: Ends) -> Result<Vec<Vec<u8>>, NodeError> {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut size = 0;
         loop {
-            let line = self.read_line(request)?;
+            let whole = match ends {
+                Ends::AfterComments => {
+                    !lines.is_empty() && lines.iter().all(|l| l.starts_with(b"#"))
+                }
+                Ends::AfterAnyLine => !lines.is_empty(),
+            };
+            let line = if whole {
+                match self.read_line_within(request, UNENDED_WAIT)? {
+                    Some(line) => line,
+                    None => {
+                        self.unended.add(request);
+                        self.in_step = false;
+                        return Ok(lines);
+                    }
+                }
+            } else {
+                self.read_line(request)?
+            };
             // Perl's munin-asyncd ends a reply at any line starting with `.`.
             if line.starts_with(b".") {
                 return Ok(lines);
@@ -233,6 +337,33 @@ impl NodeConn {
         }
     }
 
+    /// The next line if one comes within `wait` (and before the request's deadline);
+    /// `None` after `wait` of silence.
+    fn read_line_within(
+        &mut self,
+        request: &str,
+        wait: Duration,
+    ) -> Result<Option<Vec<u8>>, NodeError> {
+        let deadline = self.inner().deadline;
+        let soon = Instant::now() + wait;
+        if deadline <= soon {
+            return self.read_line(request).map(Some);
+        }
+        self.inner().deadline = soon;
+        let line = self.read_line(request);
+        self.inner().deadline = deadline;
+        match line {
+            Err(NodeError::Timeout { .. }) => Ok(None),
+            line => line.map(Some),
+        }
+    }
+
+    /// Whether the connection can take another request: no reply on it was taken as
+    /// ended without its `.`.
+    pub(crate) fn in_step(&self) -> bool {
+        self.in_step
+    }
+
     /// Announces our capabilities; returns the node's.
     pub(crate) fn cap(&mut self, caps: &str) -> Result<Vec<String>, NodeError> {
         let request = format!("cap {caps}");
@@ -240,7 +371,30 @@ impl NodeConn {
         let text = String::from_utf8_lossy(&line);
         match text.strip_prefix("cap") {
             Some(rest) => Ok(rest.split_whitespace().map(String::from).collect()),
-            None if text.starts_with('#') => Ok(Vec::new()),
+            None if text.starts_with('#') => {
+                // A node from before `cap` (or a shell node) answers it as an unknown
+                // command: Munin 2.0's munin-node with a `.` line after, others without.
+                // Either way no capability; the `.`, if one comes, is read now.
+                loop {
+                    match self.read_line_within(&request, UNENDED_WAIT)? {
+                        None => {
+                            self.unended.add(&request);
+                            return Ok(Vec::new());
+                        }
+                        Some(l) if l.starts_with(b".") => return Ok(Vec::new()),
+                        Some(l) if l.starts_with(b"#") => continue,
+                        Some(l) => {
+                            return Err(NodeError::Protocol {
+                                request,
+                                what: format!(
+                                    "after a comment, {:?}",
+                                    crate::util::log::Quoted(&l).to_string()
+                                ),
+                            })
+                        }
+                    }
+                }
+            }
             None => Err(NodeError::Protocol {
                 request,
                 what: format!(
@@ -251,11 +405,16 @@ impl NodeConn {
         }
     }
 
-    /// The virtual nodes the node serves.
+    /// The virtual nodes the node serves (none when it does not know `nodes`).
     pub(crate) fn nodes(&mut self) -> Result<Vec<String>, NodeError> {
-        Ok(self
-            .multi_line("nodes")?
+        let reply = self.multi_line("nodes", Ends::AfterAnyLine)?;
+        if reply.iter().all(|l| l.starts_with(b"#")) {
+            // An unknown command: no node sends a `.` after that line.
+            self.in_step = true;
+        }
+        Ok(reply
             .iter()
+            .filter(|l| !l.starts_with(b"#"))
             .map(|l| String::from_utf8_lossy(l).trim().to_string())
             .filter(|n| !n.is_empty())
             .collect())
@@ -272,7 +431,7 @@ impl NodeConn {
 
     /// A plugin's config output.
     pub(crate) fn config(&mut self, plugin: &str) -> Result<Vec<Vec<u8>>, NodeError> {
-        self.multi_line(&format!("config {plugin}"))
+        self.multi_line(&format!("config {plugin}"), Ends::AfterComments)
     }
 
     /// A plugin's config and fetch output, both asked in one write: one round trip
@@ -287,17 +446,22 @@ impl NodeConn {
     ) -> Result<(Reply, T, Reply), NodeError> {
         let (config, fetch) = (format!("config {plugin}"), format!("fetch {plugin}"));
         self.send(&format!("{config}\n{fetch}"))?;
-        let configured = self.reply(&config)?;
+        let configured = self.reply(&config, Ends::AfterComments)?;
         let got = between();
+        if !self.in_step {
+            // The config's reply ended without its `.` (a plugin the node does not know):
+            // the fetch's is not waited for, nor is the connection used again.
+            return Ok((configured, got, Vec::new()));
+        }
         let timeout = self.timeout;
         self.inner().deadline = Instant::now() + timeout;
-        let fetched = self.reply(&fetch)?;
+        let fetched = self.reply(&fetch, Ends::AfterComments)?;
         Ok((configured, got, fetched))
     }
 
     /// A plugin's fetch output.
     pub(crate) fn fetch(&mut self, plugin: &str) -> Result<Vec<Vec<u8>>, NodeError> {
-        self.multi_line(&format!("fetch {plugin}"))
+        self.multi_line(&format!("fetch {plugin}"), Ends::AfterComments)
     }
 
     /// Frees the read buffer while the connection is kept idle (nothing is buffered
@@ -518,6 +682,141 @@ mod tests {
             c.cap("multigraph"),
             Err(NodeError::Protocol { .. })
         ));
+    }
+
+    /// Long beside [`UNENDED_WAIT`]: a test that ends well before it was not held to it.
+    const LONG: Duration = Duration::from_secs(20);
+
+    /// Runs `f`, and says how long it took.
+    fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+        let start = Instant::now();
+        (f(), start.elapsed())
+    }
+
+    /// Within the wait and a margin for a loaded machine, far from the request timeout.
+    fn about_the_wait(took: Duration) {
+        assert!(
+            took >= UNENDED_WAIT && took < UNENDED_WAIT * 4,
+            "took {took:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_plugin_without_its_dot_costs_the_wait_and_the_connection() {
+        // munin-node-c: one `#` line for config and for fetch, no `.`.
+        let (addr, h) = fake_node(vec![
+            greet(),
+            Expect("config gone"),
+            Send(b"# unknown plugin: gone\n".to_vec()),
+            Expect("config gone"),
+            Expect("fetch gone"),
+            Send(b"# unknown plugin: gone\n# unknown plugin: gone\n".to_vec()),
+            Expect("quit"),
+        ]);
+        let unended = Arc::new(Unended::default());
+        let mut c = NodeConn::connect_counted(&addr, LONG, unended.clone()).unwrap();
+        let (config, took) = timed(|| c.config("gone").unwrap());
+        about_the_wait(took);
+        assert_eq!(config, [b"# unknown plugin: gone".to_vec()]);
+        assert!(!c.in_step());
+        assert_eq!(unended.count(), 1);
+        // Both asked at once: the fetch's answer is not waited for after the config's.
+        let (got, took) = timed(|| c.config_and_fetch("gone", || 7).unwrap());
+        about_the_wait(took);
+        assert_eq!(got.0.len(), 2);
+        assert!(got.2.is_empty());
+        assert_eq!(unended.count(), 2);
+        c.quit();
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_cap_answered_as_an_unknown_command_gives_no_capability_with_or_without_a_dot() {
+        for dot in [false, true] {
+            let mut answer =
+                b"# Unknown command. Try list, nodes, config, fetch, version or quit\n".to_vec();
+            if dot {
+                answer.extend_from_slice(b".\n");
+            }
+            let (addr, h) = fake_node(vec![
+                greet(),
+                Expect("cap multigraph dirtyconfig"),
+                Send(answer),
+                Expect("list"),
+                Send(b"load\n".to_vec()),
+                Expect("quit"),
+            ]);
+            let unended = Arc::new(Unended::default());
+            let mut c = NodeConn::connect_counted(&addr, LONG, unended.clone()).unwrap();
+            let (caps, took) = timed(|| c.cap("multigraph dirtyconfig").unwrap());
+            assert!(caps.is_empty());
+            if dot {
+                assert!(took < UNENDED_WAIT, "{took:?}");
+                assert_eq!(unended.count(), 0);
+            } else {
+                about_the_wait(took);
+                assert_eq!(unended.count(), 1);
+            }
+            // In step either way: the next answer is the next request's.
+            assert!(c.in_step());
+            assert_eq!(c.list("").unwrap(), ["load"]);
+            c.quit();
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn nodes_without_a_dot_or_unknown_end_after_the_wait() {
+        let (addr, h) = fake_node(vec![
+            greet(),
+            Expect("nodes"),
+            Send(b"fake.example\nrouter1\n".to_vec()),
+            Expect("quit"),
+        ]);
+        let mut c = NodeConn::connect(&addr, LONG).unwrap();
+        let (nodes, took) = timed(|| c.nodes().unwrap());
+        about_the_wait(took);
+        assert_eq!(nodes, ["fake.example", "router1"]);
+        c.quit();
+        h.join().unwrap();
+        let (addr, h) = fake_node(vec![
+            greet(),
+            Expect("nodes"),
+            Send(b"# Unknown command. Try list, config, fetch, version or quit\n".to_vec()),
+            Expect("quit"),
+        ]);
+        let mut c = NodeConn::connect(&addr, LONG).unwrap();
+        let (nodes, took) = timed(|| c.nodes().unwrap());
+        about_the_wait(took);
+        assert!(nodes.is_empty(), "{nodes:?}");
+        c.quit();
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_comment_then_values_a_moment_later_is_one_reply_and_blank_lines_are_kept() {
+        // munin-node-c streams a plugin's output, and ends it with a blank line and `.`.
+        let (addr, h) = fake_node(vec![
+            greet(),
+            Expect("fetch slow"),
+            Send(b"# warming up\n".to_vec()),
+            Sleep(UNENDED_WAIT / 4),
+            Send(b"a.value 1\n\n.\n".to_vec()),
+            Expect("config slow"),
+            Send(b"graph_title slow\n\na.label a\n\n.\n".to_vec()),
+            Expect("quit"),
+        ]);
+        let unended = Arc::new(Unended::default());
+        let mut c = NodeConn::connect_counted(&addr, LONG, unended.clone()).unwrap();
+        assert_eq!(
+            c.fetch("slow").unwrap(),
+            [b"# warming up".to_vec(), b"a.value 1".to_vec(), Vec::new()]
+        );
+        assert_eq!(c.config("slow").unwrap().len(), 4);
+        assert!(c.in_step());
+        assert_eq!(unended.count(), 0);
+        c.quit();
+        h.join().unwrap();
     }
 
     #[test]

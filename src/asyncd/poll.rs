@@ -115,10 +115,7 @@ fn poll(
         (c.config(plugin).map_err(PollError::Node)?, None)
     };
     let config_took = env.now().saturating_duration_since(config_asked);
-    if config
-        .first()
-        .is_some_and(|l| l.starts_with(b"# Unknown service"))
-    {
+    if config.first().is_some_and(|l| is_unknown_plugin(l)) {
         return Err(PollError::Unknown);
     }
     if config
@@ -207,13 +204,23 @@ fn poll(
     })
 }
 
+/// Whether a config's first line says the node has no such plugin: Debian's munin-node
+/// says `# Unknown service`, munin-node-c `# unknown plugin: NAME`.
+fn is_unknown_plugin(line: &[u8]) -> bool {
+    let starts = |with: &[u8]| {
+        line.get(..with.len())
+            .is_some_and(|l| l.eq_ignore_ascii_case(with))
+    };
+    starts(b"# unknown service") || starts(b"# unknown plugin")
+}
+
 /// Opens a connection to the node into `conn`, born by `env`'s clock.
 fn open<'c>(
     link: &NodeLink,
     env: &Env,
     conn: &'c mut Option<NodeConn>,
 ) -> Result<&'c mut NodeConn, NodeError> {
-    let mut c = NodeConn::connect(&link.host, link.timeout)?;
+    let mut c = NodeConn::connect_counted(&link.host, link.timeout, link.unended.clone())?;
     c.cap("multigraph dirtyconfig")?;
     c.born = env.now();
     Ok(conn.insert(c))

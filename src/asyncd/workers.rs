@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::asyncd::node::NodeConn;
+use crate::asyncd::node::{NodeConn, Unended};
 use crate::log_error;
 
 /// The most worker threads of the whole daemon.
@@ -39,6 +39,8 @@ pub(crate) struct NodeLink {
     /// munin-node ended a session under a poll (see [`NodeLink::session_ended`]).
     life: AtomicU64,
     idle: Mutex<Vec<NodeConn>>,
+    /// The node's replies that ended without their `.`, on any of its connections.
+    pub(crate) unended: Arc<Unended>,
 }
 
 impl NodeLink {
@@ -58,6 +60,7 @@ impl NodeLink {
             keep_for,
             life: AtomicU64::new(millis(keep_for)),
             idle: Mutex::new(Vec::new()),
+            unended: Arc::new(Unended::new(host)),
         }
     }
 
@@ -105,7 +108,11 @@ impl NodeLink {
 
     /// Gives a connection back after a good poll (closed if enough are idle), its read
     /// buffer freed while it waits: 4 KiB a connection, 16 MiB at a thousand nodes.
+    /// Not one on which a reply was taken as ended without its `.`.
     pub(crate) fn give_back(&self, mut conn: NodeConn) {
+        if !conn.in_step() {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.keep {
             conn.release();

@@ -50,6 +50,79 @@ impl<F: FnMut(&[u8], bool, &mut Vec<u8>) -> bool> Plugins for F {
     }
 }
 
+/// How a munin-node answers where munin-nodes differ (docs/daemon.md, "Other
+/// munin-nodes"). [`DEBIAN`] is Debian's Perl munin-node 2.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// Its name, for a test's report.
+    pub name: &'static str,
+    /// Its answer to `cap`: `Some(capabilities)` (munin-node-c: `Some("")`, a `cap `
+    /// line naming none), or `None`: it does not know `cap` (an unknown command).
+    pub cap: Option<&'static str>,
+    /// Its answer to `nodes`.
+    pub nodes: Nodes,
+    /// `list` ends with a space after the last name (munin-node-c).
+    pub list_space: bool,
+    /// An unknown plugin is answered with a `#` line and no `.` line (munin-node-c, shell
+    /// nodes). (An unknown command has no `.` from any node.)
+    pub no_dot_when_unknown: bool,
+    /// A blank line after each line of a config (and a config or fetch ends with a blank
+    /// line before its `.`, as munin-node-c ends every plugin's output).
+    pub blank_lines: bool,
+}
+
+/// What a node answers to `nodes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// Its name, then `.`.
+    Named,
+    /// Its name, and no `.`.
+    NamedWithoutDot,
+    /// It does not know `nodes` (an unknown command).
+    Unknown,
+}
+
+/// Debian's munin-node 2.0.
+pub const DEBIAN: Dialect = Dialect {
+    name: "Debian's munin-node",
+    cap: Some("multigraph dirtyconfig"),
+    nodes: Nodes::Named,
+    list_space: false,
+    no_dot_when_unknown: false,
+    blank_lines: false,
+};
+
+/// Debian's munin-node-c 0.0.13 (src/node/node.c), where it differs from munin-node.
+pub const MUNIN_NODE_C: Dialect = Dialect {
+    name: "munin-node-c",
+    cap: Some(""),
+    nodes: Nodes::Named,
+    list_space: true,
+    no_dot_when_unknown: true,
+    blank_lines: true,
+};
+
+/// A shell script serving a router or a small board: it knows `list`, `config`, `fetch`,
+/// `version` and `quit`, and answers anything else with an unknown-command line, no `.`.
+pub const SHELL_NODE: Dialect = Dialect {
+    name: "a shell node",
+    cap: None,
+    nodes: Nodes::Unknown,
+    list_space: false,
+    no_dot_when_unknown: true,
+    blank_lines: false,
+};
+
+/// A node that lists its `nodes` without a `.` line, and puts blank lines in configs.
+pub const LOOSE_NODE: Dialect = Dialect {
+    name: "nodes without a dot, blank lines in configs",
+    cap: Some("multigraph"),
+    nodes: Nodes::NamedWithoutDot,
+    list_space: false,
+    no_dot_when_unknown: false,
+    blank_lines: true,
+};
+
 /// Answers one request line (without its newline) as Debian's munin-node 2.0 does, into
 /// `out`, for a node named `host` whose `list` is `list` (names separated by spaces):
 /// `cap` with `multigraph dirtyconfig`, `nodes` with `host`, `config` and `fetch` with
@@ -62,39 +135,87 @@ pub fn munin_node(
     plugins: &mut impl Plugins,
     out: &mut Vec<u8>,
 ) -> bool {
+    speak(&DEBIAN, line, host, list, plugins, out)
+}
+
+/// [`munin_node`] in another [`Dialect`].
+pub fn speak(
+    dialect: &Dialect,
+    line: &[u8],
+    host: &str,
+    list: &str,
+    plugins: &mut impl Plugins,
+    out: &mut Vec<u8>,
+) -> bool {
     let line = line.trim_ascii();
     let (word, arg) = match line.iter().position(|b| b.is_ascii_whitespace()) {
         Some(i) => (&line[..i], line[i..].trim_ascii()),
         None => (line, &b""[..]),
     };
-    match word {
-        b"cap" => out.extend_from_slice(b"cap multigraph dirtyconfig\n"),
-        b"nodes" => {
-            out.extend_from_slice(host.as_bytes());
-            out.extend_from_slice(b"\n.\n");
+    // No `.` after it, from any node.
+    let unknown = |out: &mut Vec<u8>| {
+        out.extend_from_slice(
+            b"# Unknown command. Try cap, list, nodes, config, fetch, version or quit\n",
+        )
+    };
+    match (word, dialect.cap, dialect.nodes) {
+        (b"cap", None, _) | (b"nodes", _, Nodes::Unknown) => unknown(out),
+        (b"cap", Some(caps), _) => {
+            // munin-node-c's `cap ` keeps its space.
+            out.extend_from_slice(b"cap ");
+            out.extend_from_slice(caps.as_bytes());
+            out.push(b'\n');
         }
-        b"list" => {
+        (b"nodes", _, nodes) => {
+            out.extend_from_slice(host.as_bytes());
+            out.push(b'\n');
+            if nodes == Nodes::Named {
+                out.extend_from_slice(b".\n");
+            }
+        }
+        (b"list", _, _) => {
             // Another node's name lists nothing.
             if arg.is_empty() || arg == host.as_bytes() {
                 out.extend_from_slice(list.as_bytes());
+                if dialect.list_space && !list.is_empty() {
+                    out.push(b' ');
+                }
             }
             out.push(b'\n');
         }
-        b"config" | b"fetch" => {
-            if !plugins.text(arg, word == b"fetch", out) {
+        (b"config" | b"fetch", _, _) => {
+            let fetch = word == b"fetch";
+            let start = out.len();
+            if !plugins.text(arg, fetch, out) {
+                out.truncate(start);
+                if dialect.no_dot_when_unknown {
+                    out.extend_from_slice(b"# unknown plugin: ");
+                    out.extend_from_slice(arg);
+                    out.push(b'\n');
+                    return true;
+                }
                 out.extend_from_slice(b"# Unknown service\n");
+            } else if dialect.blank_lines {
+                let text = out.split_off(start);
+                for l in text.split_inclusive(|b| *b == b'\n') {
+                    out.extend_from_slice(l);
+                    if !fetch {
+                        out.push(b'\n');
+                    }
+                }
+                if fetch {
+                    out.push(b'\n');
+                }
             }
             out.extend_from_slice(b".\n");
         }
-        b"version" => {
+        (b"version", _, _) => {
             out.extend_from_slice(b"munins node on ");
             out.extend_from_slice(host.as_bytes());
             out.extend_from_slice(b" version: 2.0.75\n");
         }
-        b"quit" | b"." => return false,
-        _ => out.extend_from_slice(
-            b"# Unknown command. Try cap, list, nodes, config, fetch, version or quit\n",
-        ),
+        (b"quit" | b".", _, _) => return false,
+        _ => unknown(out),
     }
     true
 }

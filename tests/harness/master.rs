@@ -104,3 +104,84 @@ pub fn last_update(rrd: &Path) -> (u64, f64) {
     let (t, v) = line.split_once(':').unwrap();
     (t.trim().parse().unwrap(), v.trim().parse().unwrap())
 }
+
+/// `graph.attribute` or `graph.field.attribute` → value, for the test's host, from
+/// munin-update's datafile.
+pub fn datafile(db: &Path) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(db.join("datafile"))
+        .unwrap_or_else(|e| panic!("{}/datafile: {e}", db.display()));
+    text.lines()
+        .filter_map(|l| l.strip_prefix("e2e;node1:"))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| {
+            // munin-update 2.0 appends the fields to graph_order once per block it parses,
+            // and a spoolfetch holding two samples of a plugin has two blocks; munin-graph
+            // and munin-html drop the repeats (munin_get_field_order). Compared as drawn.
+            let v = if k.ends_with(".graph_order") {
+                let mut seen = BTreeSet::new();
+                v.split(' ')
+                    .filter(|w| seen.insert(*w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                v.to_string()
+            };
+            (k.to_string(), v)
+        })
+        .collect()
+}
+
+/// Two numbers as munin-node and rrdtool print them (rrdtool rounds) are the same.
+pub fn same_number(a: &str, b: &str) -> bool {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs()),
+        _ => false,
+    }
+}
+
+/// The structure of an RRD (step, data sources, archives), without its values and times.
+pub fn rrd_structure(rrd: &Path) -> Vec<String> {
+    rrdtool(&["info", rrd.to_str().unwrap()])
+        .lines()
+        .filter(|l| {
+            l.starts_with("step")
+                || (l.starts_with("ds[")
+                    && [".type", ".minimal_heartbeat", ".min ", ".max "]
+                        .iter()
+                        .any(|k| l.contains(k)))
+                || (l.starts_with("rra[")
+                    && !l.contains("cdp_prep")
+                    && [".cf", ".rows", ".pdp_per_row", ".xff"]
+                        .iter()
+                        .any(|k| l.contains(k)))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// RRD file name → the last value given to it ("U" when none).
+pub fn last_values(db: &Path) -> BTreeMap<String, String> {
+    last_updates(db)
+        .into_iter()
+        .map(|(name, (_, value))| (name, value))
+        .collect()
+}
+
+/// RRD file name → (time, value) of its last update ("U" when none).
+pub fn last_updates(db: &Path) -> BTreeMap<String, (u64, String)> {
+    let mut out = BTreeMap::new();
+    for e in fs::read_dir(db).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".rrd") {
+            continue;
+        }
+        let text = rrdtool(&["lastupdate", path.to_str().unwrap()]);
+        if let Some((t, v)) = text.lines().last().and_then(|l| l.split_once(':')) {
+            if let Ok(t) = t.trim().parse() {
+                out.insert(name, (t, v.trim().to_string()));
+            }
+        }
+    }
+    out
+}

@@ -1,6 +1,8 @@
 //! Debian's munin-node, private: on a loopback port, with the plugins a test gives it.
 
 use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Debian's munin-node, private: on a loopback port, with only the given plugins (its
 /// plugin directory bind-mounted in a mount namespace of its own). Stopped on drop.
@@ -201,4 +203,69 @@ pub fn plugin_refs(plugins: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(n, s)| (n.as_str(), s.as_str()))
         .collect()
+}
+
+/// A program run once per connection to a port on 127.0.0.1, the connection its stdin and
+/// stdout: as inetd, or a systemd socket with `Accept=true` (Debian's
+/// `munin-node-c.socket`), runs munin-node-c. Stopped on drop, with what it runs.
+pub struct Inetd {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    children: Arc<Mutex<Vec<std::process::Child>>>,
+}
+
+impl Inetd {
+    /// Starts serving `argv` on a free port.
+    pub fn start(argv: &[&str]) -> Inetd {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let inetd = Inetd {
+            port,
+            stop: Arc::default(),
+            children: Arc::default(),
+        };
+        let (stop, children) = (inetd.stop.clone(), inetd.children.clone());
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        thread::spawn(move || {
+            // Bounded: the test process ends long before.
+            for _ in 0..1_000_000 {
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (Ok(input), Ok(output)) = (stream.try_clone(), stream.try_clone()) else {
+                    continue;
+                };
+                let child = Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .stdin(Stdio::from(std::os::fd::OwnedFd::from(input)))
+                    .stdout(Stdio::from(std::os::fd::OwnedFd::from(output)))
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{}: {e}", argv[0]));
+                drop(stream);
+                let mut children = children.lock().unwrap();
+                children.retain_mut(|c| c.try_wait().ok().flatten().is_none());
+                children.push(child);
+            }
+        });
+        inetd
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Inetd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        for mut c in self.children.lock().unwrap().drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -88,6 +88,7 @@ impl Coordinator<'_> {
         let Some(root) = self.spools.first() else {
             return;
         };
+        self.health.unended(self.link.unended.count());
         if let Some(sample) = self.health.take_due(now, root.floor) {
             match self.health_time() {
                 Some(last) => log_debug!(

@@ -18,12 +18,15 @@ use crate::asyncd::coordinator::Coordinator;
 use crate::asyncd::daemon::{drive, turn_until_stop};
 use crate::asyncd::env::{Clock, Env, Fake};
 use crate::asyncd::msg::{Event, Input, Reply};
+use crate::asyncd::node::UNENDED_WAIT;
 use crate::asyncd::node_spool::open_spool;
 use crate::asyncd::workers::Workers;
 use crate::spool::crash_tests::{accepted, served};
 use crate::spool::meta::SpoolMeta;
 
-use crate::asyncd::tests::fake_node::{greeting, munin_node, Act, FakeNode};
+use crate::asyncd::tests::fake_node::{
+    greeting, speak, Act, Dialect, FakeNode, DEBIAN, MUNIN_NODE_C,
+};
 
 /// A whole hour: slots of every rate line up on it.
 const T0: u64 = 1_800_000_000;
@@ -44,6 +47,8 @@ struct Control {
     session: Mutex<Option<Duration>>,
     /// Connections whose requests met their session's end or its last 5 s.
     ended: AtomicUsize,
+    /// How it answers ([`DEBIAN`] unless set).
+    dialect: Mutex<Option<Dialect>>,
 }
 
 impl Control {
@@ -55,7 +60,7 @@ impl Control {
 }
 
 /// A munin-node on 127.0.0.1 serving what `control` says, in Debian's munin-node's
-/// dialect ([`munin_node`]): `fast` declares `update_rate 60`, the others none; `hang`
+/// dialect or the one `control` says ([`speak`]): `fast` declares `update_rate 60`, the others none; `hang`
 /// takes 1.5 s (real time) to answer its config, `slowconfig` 2 s of the test's clock.
 fn fake_munin_node(control: Arc<Control>) -> FakeNode {
     FakeNode::start(move |conn: &mut Session, line| answer(&control, conn, line))
@@ -125,7 +130,9 @@ fn answer(control: &Control, conn: &mut Session, line: &str) -> Vec<Act> {
         true
     };
     let mut out = Vec::new();
-    if !munin_node(
+    let dialect = control.dialect.lock().unwrap().unwrap_or(DEBIAN);
+    if !speak(
+        &dialect,
         line.as_bytes(),
         "fake.example",
         &plugins.join(" "),
@@ -272,6 +279,17 @@ fn times(dir: &std::path::Path, service: &str) -> Vec<u64> {
     t
 }
 
+/// The body of the health sample at `time`, which must be the one.
+fn health_at(dir: &std::path::Path, time: u64) -> String {
+    let health: Vec<_> = accepted(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|(s, t, _)| s == "munin_asyncd" && *t == time)
+        .collect();
+    assert_eq!(health.len(), 1, "health samples at {time}");
+    String::from_utf8_lossy(&health[0].2).to_string()
+}
+
 fn meta(dir: &std::path::Path) -> Vec<u8> {
     std::fs::read(dir.join("SPOOL-META")).unwrap()
 }
@@ -389,13 +407,7 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
     assert_eq!(times(dir, "slow"), [T0 + 5]);
     assert!(complete_until(dir) >= T0 + 300);
     // The health sample at 305 counts the three polls munin-node did not answer.
-    let health: Vec<_> = accepted(dir)
-        .unwrap()
-        .into_iter()
-        .filter(|(s, t, _)| s == "munin_asyncd" && *t == T0 + 305)
-        .collect();
-    assert_eq!(health.len(), 1);
-    let body = String::from_utf8_lossy(&health[0].2).to_string();
+    let body = health_at(dir, T0 + 305);
     assert!(body.contains("node.value 3"), "{body}");
     assert!(body.contains("written.value 5"), "{body}");
 
@@ -407,6 +419,34 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
     assert_eq!(times(dir, "slow"), [T0 + 5]);
     let served = served(dir).unwrap();
     assert_eq!(served.iter().filter(|(g, _)| g == "fast").count(), 6);
+}
+
+#[test]
+fn munin_node_c_is_polled_as_munin_node_and_a_plugin_it_lost_costs_one_wait() {
+    // `cap ` with no capability, `list` ending with a space, blank lines, and a plugin it
+    // no longer has answered with one `#` line and no `.`.
+    let rig = Rig::new(&["fast", "slow"], T0 + 5);
+    *rig.control.dialect.lock().unwrap() = Some(MUNIN_NODE_C);
+    let (dir, control) = (rig.dir(), &rig.control);
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 120);
+    assert_eq!(times(dir, "fast"), [T0 + 5, T0 + 60, T0 + 120]);
+    // Removed from the node: its next poll, at 180, meets the answer without its `.`.
+    control.plugins.lock().unwrap().retain(|p| p != "fast");
+    let before = std::time::Instant::now();
+    rig.run_until(&mut node, T0 + 305);
+    let took = before.elapsed();
+    assert!(
+        took >= UNENDED_WAIT && took < UNENDED_WAIT * 5,
+        "the lost plugin's poll cost {took:?}"
+    );
+    assert_eq!(times(dir, "fast"), [T0 + 5, T0 + 60, T0 + 120]);
+    assert_eq!(times(dir, "slow"), [T0 + 5, T0 + 300]);
+    // Listed again after that poll, it is not polled any more: one reply without `.`.
+    let body = health_at(dir, T0 + 305);
+    assert!(body.contains("unended.value 1\n"), "{body}");
+    assert!(body.contains("plugin.value 1\n"), "{body}");
+    rig.stop(node);
 }
 
 #[test]
