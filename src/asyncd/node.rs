@@ -198,7 +198,8 @@ impl NodeConn {
         NodeConn::connect_counted(addr, timeout, Arc::default())
     }
 
-    /// [`NodeConn::connect`], replies without their `.` counted in `unended`.
+    /// Connects and reads the greeting; every later request gets `timeout`, and replies
+    /// without their `.` are counted in `unended`.
     pub(crate) fn connect_counted(
         addr: &str,
         timeout: Duration,
