@@ -3,8 +3,8 @@
 # as root. Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(munin munin-node munin-async munin-node-c munin-plugins-c rrdtool openssh-server openssh-client perl
-          time procps strace systemd dpkg-dev debhelper lintian)
+packages=(munin munin-node munin-async munin-plugins-c rrdtool openssh-server openssh-client perl
+          time procps strace systemd dpkg-dev debhelper lintian python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,11 +14,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     # Keep the packaged daemons from starting on a machine that runs no init system.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # munin-node-c's package listens on 4949 through systemd, munin-node's port; the tests
-    # run it on a port of their own.
-    if [[ " ${missing[*]} " == *" munin-node-c "* ]] && [ -d /run/systemd/system ]; then
-        systemctl disable --now munin-node-c.socket >/dev/null 2>&1 || true
-    fi
+fi
+
+# Debian's munin-node-c conflicts with munin-node (each is the node of its machine): the
+# tests run the binary of its package unpacked here, not installed.
+nodec=/var/cache/munin-async-tests/munin-node-c
+if [ ! -x "$nodec/usr/sbin/munin-node-c" ]; then
+    echo "setup: unpacking Debian's munin-node-c into $nodec"
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && { apt-get download munin-node-c >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download munin-node-c >/dev/null 2>&1; }; })
+    mkdir -p "$nodec"
+    dpkg-deb -x "$tmp"/munin-node-c_*.deb "$nodec"
+    rm -rf "$tmp"
 fi
 
 if ! command -v cargo >/dev/null; then

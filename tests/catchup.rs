@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -125,6 +127,51 @@ fn a_gap_longer_than_the_window_does_not_stall_the_master() {
     assert_eq!(spans.len(), 2);
 }
 
+/// The (oldest, newest) time of the values in a spoolfetch reply.
+fn span_of(reply: &str) -> (u64, u64) {
+    let times = reply
+        .lines()
+        .filter_map(|l| l.split_once(".value "))
+        .filter_map(|(_, v)| v.split(':').next()?.parse::<u64>().ok());
+    times.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)))
+}
+
+#[test]
+fn a_master_asking_again_from_the_same_cursor_gets_half_the_span() {
+    let spool = tempdir();
+    backlog(spool.path());
+    // As munin-update asks: `cap` first.
+    let master = |cursor: u64| {
+        ours(
+            spool.path(),
+            &["--spoolfetch"],
+            format!("cap multigraph dirtyconfig\nspoolfetch {cursor}\nquit\n"),
+        )
+    };
+    let first = master(0);
+    let (lo, hi) = span_of(&first.stdout());
+    assert!(hi - lo <= 6 * DAY && hi - lo > 5 * DAY, "{lo} {hi}");
+    // Not taken (asked again from 0): half the window, said in a notice.
+    let again = master(0);
+    let (lo2, hi2) = span_of(&again.stdout());
+    assert_eq!(lo2, lo);
+    assert!(hi2 - lo2 <= 3 * DAY && hi2 - lo2 > 2 * DAY, "{lo2} {hi2}");
+    assert!(
+        again.stderr().contains("so it did not take it"),
+        "{}",
+        again.stderr()
+    );
+    // A session that announces nothing (a look by hand) gets the configured window and
+    // changes nothing of the master's record.
+    let look = ours(spool.path(), &["--spoolfetch"], "spoolfetch 0\nquit\n");
+    assert_eq!(span_of(&look.stdout()), (lo, hi));
+    // Taken (asked from where it ended): grows, but not past the first reply's end.
+    let taken = master(hi2);
+    let (lo3, hi3) = span_of(&taken.stdout());
+    assert!(lo3 > hi2 && hi3 <= hi, "{lo3} {hi3} after {hi2}, {hi}");
+    assert!(spool.path().join("munin-async.pace").exists());
+}
+
 #[test]
 #[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn perl_loses_samples_on_the_same_backlog() {
@@ -138,4 +185,189 @@ fn perl_loses_samples_on_the_same_backlog() {
         "Perl munin-async delivered everything; the comparison is moot"
     );
     eprintln!("Perl munin-async lost {lost} of {} samples", expected.len());
+}
+
+/// `../shared/tools/gen-spool.py`, beside the checkout.
+const GEN_SPOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/gen-spool.py");
+
+/// A backlog of `days` of 60 plugins (6 fields each, every 5 minutes, every fifth a
+/// multigraph plugin) in the classic spool format, ending at `end`, owned by munin.
+fn big_backlog(dir: &Path, days: u64, end: u64) {
+    let out = run(
+        Command::new("python3").args([
+            GEN_SPOOL,
+            dir.to_str().unwrap(),
+            "--plugins",
+            "60",
+            "--days",
+            &days.to_string(),
+            "--end",
+            &end.to_string(),
+        ]),
+        b"",
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "gen-spool.py: {}", out.stderr());
+    chown_all("munin", dir);
+}
+
+fn chown_all(user: &str, dir: &Path) {
+    let ok = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:"))
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// A master (its directories in `dir`) whose one node, `e2e;node1`, is `spool` served by
+/// `program` over `cmd://`, with `timeout_fetch_one_node` `timeout`: one munin-update run
+/// in its forking mode, and how long it took.
+fn forking_run(dir: &Path, program: &str, args: &str, timeout: u64) -> Duration {
+    if !dir.join("db").exists() {
+        master_dirs(dir);
+    }
+    let start = std::time::Instant::now();
+    let out = munin_update_forking_in(
+        dir,
+        &format!("timeout_fetch_one_node {timeout}"),
+        &format!("[e2e;node1]\n    address cmd://{program} {args}\n"),
+    );
+    // A worker that timed out is logged, not an exit status.
+    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    start.elapsed()
+}
+
+/// RRD file name → its `rrdtool dump`, for a master's node.
+fn dumps(dir: &Path) -> BTreeMap<String, String> {
+    let db = dir.join("db/e2e");
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(&db).into_iter().flatten() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".rrd") {
+            out.insert(name, rrdtool(&["dump", path.to_str().unwrap()]));
+        }
+    }
+    out
+}
+
+/// What the master's log says rrdtool refused.
+fn refused(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log/munin-update.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("illegal attempt") || l.contains("Error updating"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
+fn a_backlog_the_master_cannot_take_in_one_run_is_taken_in_several_and_nothing_is_lost() {
+    require(MUNIN_UPDATE, "munin");
+    require("/usr/bin/rrdtool", "rrdtool");
+    require("/usr/bin/python3", "python3");
+    let work = tempdir();
+    let end = now() - now() % 300;
+    let days = 10;
+    let bin = work.path().join("munin-async");
+    std::fs::copy(our_async(), &bin).unwrap();
+    let ours = bin.to_str().unwrap();
+
+    // The reference: every sample in one run, no timeout that matters.
+    let (spool, reference) = (work.path().join("spool-ref"), work.path().join("reference"));
+    big_backlog(&spool, days, end);
+    std::fs::create_dir(&reference).unwrap();
+    let args = format!("--spooldir {} --spoolfetch", spool.display());
+    let whole = forking_run(
+        &reference,
+        ours,
+        &format!("{args} --catchup-window 0"),
+        3600,
+    );
+    let truth = dumps(&reference);
+    assert!(truth.len() > 300, "{} RRDs", truth.len());
+    assert!(refused(&reference).is_empty());
+
+    // munin-update's nested timeouts leave a node's reads `timeout - 5` s; the worker is
+    // killed at `timeout`. Well under the whole catch-up, so that the configured window
+    // (6 of the 10 days) cannot be taken in one run either.
+    let timeout = (whole.as_secs() * 2 / 5).max(8);
+    let (spool, timed) = (work.path().join("spool"), work.path().join("timed"));
+    big_backlog(&spool, days, end);
+    std::fs::create_dir(&timed).unwrap();
+    let args = format!("--spooldir {} --spoolfetch", spool.display());
+    let mut spans = Vec::new();
+    let mut runs = 0;
+    let cursor = |spool: &Path| {
+        std::fs::read_to_string(spool.join("munin-async.cursor"))
+            .ok()
+            .and_then(|c| c.trim().parse::<u64>().ok())
+    };
+    // Until a reply reaches the end, and once more: the last reply taken or not, the run
+    // after it shows (the master asks again from where it stands).
+    let mut at_end = 0;
+    while at_end < 2 {
+        assert!(runs < 25, "not caught up in {runs} runs: spans {spans:?}");
+        forking_run(&timed, ours, &args, timeout);
+        runs += 1;
+        let pace = std::fs::read_to_string(spool.join("munin-async.pace")).unwrap_or_default();
+        spans.push(pace.lines().last().unwrap_or("").to_string());
+        if cursor(&spool) == Some(end) {
+            at_end += 1;
+        }
+    }
+    let got = dumps(&timed);
+    let differ: Vec<&String> = truth
+        .keys()
+        .filter(|name| got.get(*name) != truth.get(*name))
+        .collect();
+    let log = std::fs::read_to_string(timed.join("log/munin-update.log")).unwrap_or_default();
+    let killed = log.matches("timed out").count();
+    eprintln!(
+        "backlog: {days} days of 60 plugins, whole in one run {} ms; timeout_fetch_one_node \
+         {timeout} s: {runs} runs, {killed} timeout lines in munin-update's log; replies \
+         (after until span ceiling stops state): {spans:?}",
+        whole.as_millis()
+    );
+    assert!(
+        differ.is_empty(),
+        "{} of {} RRDs differ from the master without timeout, e.g. {:?}",
+        differ.len(),
+        truth.len(),
+        differ.first()
+    );
+    assert_eq!(got.len(), truth.len());
+    assert!(
+        refused(&timed).is_empty(),
+        "rrdtool refused: {:?}",
+        refused(&timed)
+    );
+    assert!(
+        killed > 0,
+        "no run timed out: the test proves nothing\n{log}"
+    );
+
+    // Perl's munin-async on the same backlog, same timeout: the same reply every run,
+    // never taken.
+    let (spool, perl) = (work.path().join("spool-perl"), work.path().join("perl"));
+    big_backlog(&spool, days, end);
+    std::fs::create_dir(&perl).unwrap();
+    let args = format!("--spooldir {} --spoolfetch", spool.display());
+    for _ in 0..3 {
+        forking_run(&perl, PERL_ASYNC, &args, timeout);
+    }
+    let stuck = dumps(&perl);
+    let moved = stuck
+        .iter()
+        .filter(|(_, dump)| dump.matches("<v>").count() > dump.matches("<v>NaN</v>").count())
+        .count();
+    eprintln!(
+        "backlog: Perl's munin-async, 3 runs: {} RRDs, {moved} with a value",
+        stuck.len()
+    );
+    assert_eq!(moved, 0, "Perl's munin-async got a sample through");
 }

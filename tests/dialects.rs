@@ -32,7 +32,9 @@ const COUNTED: &str = "#!/bin/sh\nif [ \"$1\" = config ]; then\n  printf 'graph_
 /// The plugins of munin-plugins-c (Debian's C plugins) the munin-node-c test runs.
 const C_PLUGINS: [&str; 5] = ["load", "uptime", "cpu", "memory", "entropy"];
 const C_PLUGINS_BIN: &str = "/usr/lib/munin-c/plugins/munin-plugins-c";
-const MUNIN_NODE_C_BIN: &str = "/usr/sbin/munin-node-c";
+/// Debian's munin-node-c conflicts with munin-node, so the README's test command unpacks
+/// its package here (scripts/setup.sh) rather than installing it.
+const MUNIN_NODE_C_BIN: &str = "/var/cache/munin-async-tests/munin-node-c/usr/sbin/munin-node-c";
 
 /// What one dialect cost our daemon.
 struct Cost {
@@ -132,7 +134,10 @@ fn through_the_spool_as_directly(addr: &str, plugins: &[&str], steady: &[&str]) 
 fn munin_node_c_reaches_the_master_through_the_spool_as_directly() {
     require(MUNIN_UPDATE, "munin");
     require("/usr/bin/rrdtool", "rrdtool");
-    require(MUNIN_NODE_C_BIN, "munin-node-c");
+    require(
+        MUNIN_NODE_C_BIN,
+        "munin-node-c (unpacked by scripts/setup.sh)",
+    );
     require(C_PLUGINS_BIN, "munin-plugins-c");
     let dir = tempdir();
     let (plugins, conf) = (dir.path().join("plugins"), dir.path().join("plugin-conf.d"));

@@ -12,15 +12,28 @@
 //!   be written (`disk`), the plugin already had a sample that second (`repeat`);
 //! - `munin_asyncd_spool`: the spool's bytes;
 //! - `munin_asyncd_lag`: seconds since the newest sample a master has fetched, from the
-//!   cursor munin-async records at each spoolfetch ([`crate::spool::CURSOR_FILE`]).
+//!   cursor munin-async records at each spoolfetch ([`crate::spool::CURSOR_FILE`]), and
+//!   the catch-up span of munin-async's last reply ([`crate::spool::pace`]: shorter than
+//!   the configured window while a master cannot take a backlog in one run).
+//!
+//! With thresholds, so munin-limits tells when a node's pipeline stalls: the lag warns
+//! past an hour ([`LAG_WARNING`]) and is critical past six ([`LAG_CRITICAL`]); samples
+//! dropped because munin-node did not answer warn, because the disk failed are critical.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::asyncd::schedule::next_slot;
+use crate::spool::pace::Pace;
 use crate::spool::writer::record_body;
 use crate::spool::{Spool, CURSOR_FILE};
+
+/// The master's lag past which the health plugin warns: twelve of the master's 5-minute
+/// runs without a fetch (a master run every 5 minutes lags 5 to 10 minutes).
+pub(crate) const LAG_WARNING: u64 = 3600;
+/// ... and is critical.
+pub(crate) const LAG_CRITICAL: u64 = 6 * 3600;
 
 /// The plugin's name in the spool.
 pub(crate) const PLUGIN: &str = crate::spool::HEALTH_PLUGIN;
@@ -90,9 +103,10 @@ impl Health {
     }
 
     /// The plugin's output for one sample: config and values of each graph. `rate` is the
-    /// `update_rate`, `spool_bytes` the spool's size, `lag` the seconds since the master's
-    /// cursor (None when no master has fetched yet).
-    pub(crate) fn output(&self, rate: u64, spool_bytes: u64, lag: Option<u64>) -> Vec<String> {
+    /// `update_rate`, `spool_bytes` the spool's size, `master` what is known of the
+    /// master's fetches.
+    pub(crate) fn output(&self, rate: u64, spool_bytes: u64, master: Master) -> Vec<String> {
+        let Master { lag, span } = master;
         let secs = |d: Duration| format!("{:.3}", d.as_secs_f64());
         let avg = if self.latency_n == 0 {
             "U".to_string()
@@ -163,6 +177,8 @@ impl Health {
         ] {
             counter(&mut out, field, label, self.dropped[why as usize]);
         }
+        // Any sample lost to the disk is critical; to munin-node, a warning (an outage).
+        let _ = write!(out, "node.warning 0\ndisk.critical 0\n");
         graph(
             &mut out,
             "spool",
@@ -181,8 +197,16 @@ impl Health {
         let _ = writeln!(
             out,
             "lag.label seconds since\nlag.info Seconds since the newest sample a master has \
-             fetched; grows while no master fetches.\nlag.value {}",
+             fetched; grows while no master fetches.\nlag.warning {LAG_WARNING}\n\
+             lag.critical {LAG_CRITICAL}\nlag.value {}",
             lag.map_or("U".to_string(), |l| l.to_string())
+        );
+        let _ = writeln!(
+            out,
+            "span.label catch-up span\nspan.info The span of time munin-async's last \
+             spoolfetch reply could cover: the catch-up window, or less while a master \
+             cannot take a backlog in one run (its timeout_fetch_one_node).\nspan.value {}",
+            span.map_or("U".to_string(), |s| s.to_string())
         );
         out.lines().map(str::to_string).collect()
     }
@@ -266,19 +290,30 @@ impl HealthSample {
     /// Measures `dirs` (the node's spool directories: their interval files' bytes, and
     /// the master's lag) and gives the sample's record body, to append at its `time`.
     pub(crate) fn body(&self, dirs: &[PathBuf]) -> Vec<u8> {
-        let (bytes, lag) = measure(dirs, self.time);
-        let lines = self.counters.output(self.rate, bytes, lag);
+        let (bytes, master) = measure(dirs, self.time);
+        let lines = self.counters.output(self.rate, bytes, master);
         let mut body = Vec::new();
         record_body(PLUGIN, lines.iter().map(|l| l.as_bytes()), &mut body);
         body
     }
 }
 
-/// The bytes in the interval files of `dirs`, and the seconds at `now` since the newest
-/// sample a master fetched from any of them (None before any fetch).
-fn measure(dirs: &[PathBuf], now: u64) -> (u64, Option<u64>) {
+/// What the health plugin knows of the masters' fetches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Master {
+    /// Seconds since the newest sample a master fetched (None before any fetch).
+    pub(crate) lag: Option<u64>,
+    /// The span of munin-async's last reply (the smallest of the node's directories; None
+    /// before any, and for a reply without limit).
+    pub(crate) span: Option<u64>,
+}
+
+/// The bytes in the interval files of `dirs`, and what the masters' fetches from them
+/// say at `now`.
+fn measure(dirs: &[PathBuf], now: u64) -> (u64, Master) {
     let mut bytes = 0;
     let mut lag: Option<u64> = None;
+    let mut span: Option<u64> = None;
     for dir in dirs {
         if let Ok(s) = Spool::open(dir) {
             for f in s.interval_files().unwrap_or_default() {
@@ -292,8 +327,12 @@ fn measure(dirs: &[PathBuf], now: u64) -> (u64, Option<u64>) {
             let l = now.saturating_sub(c);
             lag = Some(lag.map_or(l, |m| m.max(l)));
         }
+        let pace = std::fs::read(dir.join(crate::spool::pace::PACE_FILE)).unwrap_or_default();
+        if let Some(s) = Pace::parse(&pace).current_span().filter(|s| *s > 0) {
+            span = Some(span.map_or(s, |m| m.min(s)));
+        }
     }
-    (bytes, lag)
+    (bytes, Master { lag, span })
 }
 
 /// Parses the cursor file's content.
@@ -313,19 +352,25 @@ mod tests {
         h.poll(Outcome::Dropped(Dropped::Plugin), Duration::from_millis(50));
         h.poll(Outcome::Dropped(Dropped::Disk), Duration::from_millis(50));
         h.poll(Outcome::Empty, Duration::from_millis(100));
-        let out = h.take_period().output(300, 4096, Some(42));
+        let master = Master {
+            lag: Some(42),
+            span: Some(3600),
+        };
+        let out = h.take_period().output(300, 4096, master);
         let has = |l: &str| out.iter().any(|x| x == l);
         assert!(has("multigraph munin_asyncd_polls"));
         assert!(has("ok.value 2") && has("failed.value 2") && has("empty.value 1"));
         assert!(has("avg.value 0.120") && has("max.value 0.300"));
         assert!(has("written.value 2") && has("plugin.value 1") && has("disk.value 1"));
         assert!(has("node.value 0") && has("repeat.value 0"));
-        assert!(has("bytes.value 4096") && has("lag.value 42"));
+        assert!(has("bytes.value 4096") && has("lag.value 42") && has("span.value 3600"));
+        assert!(has(&format!("lag.warning {LAG_WARNING}")) && has("disk.critical 0"));
         assert_eq!(out.iter().filter(|l| *l == "update_rate 300").count(), 5);
         // Counters go on; latencies start again.
-        let out = h.take_period().output(300, 0, None);
+        let out = h.take_period().output(300, 0, Master::default());
         assert!(out.iter().any(|l| l == "ok.value 2"));
         assert!(out.iter().any(|l| l == "avg.value U") && out.iter().any(|l| l == "lag.value U"));
+        assert!(out.iter().any(|l| l == "span.value U"));
         assert_eq!(parse_cursor(b"1795558613\n"), Some(1_795_558_613));
         assert_eq!(parse_cursor(b"x"), None);
     }

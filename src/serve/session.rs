@@ -11,6 +11,7 @@ use crate::serve::blocks::spoolfetch_blocks;
 use crate::serve::protocol::{parse, Command, Since, MAX_COMMAND};
 use crate::serve::spoolfetch::{newest_record, spoolfetch, Form, Window};
 use crate::spool::names::sanitise;
+use crate::spool::pace::{Pace, Why};
 use crate::spool::record::{is_value_line, write_served_line};
 use crate::spool::Spool;
 use crate::util::line::{LineEnd, LineReader};
@@ -88,6 +89,7 @@ pub fn run<R: Read, W: Write>(
     writeln!(out, "# munin node at {}", cfg.hostname).map_err(o)?;
     out.flush().map_err(o)?;
     let mut lines = LineReader::new(input, 8 * 1024, MAX_COMMAND);
+    let mut master = Master::default();
     loop {
         let Some((end, line, _)) = lines.next_line().map_err(SessionError::Input)? else {
             log_info!("the master closed the session");
@@ -104,7 +106,7 @@ pub fn run<R: Read, W: Write>(
             }
             LineEnd::Newline => {
                 log_debug!("< {}", Quoted(line));
-                if !answer(spool, cfg, line, out).map_err(o)? {
+                if !answer(spool, cfg, &mut master, line, out).map_err(o)? {
                     return Ok(());
                 }
             }
@@ -113,16 +115,28 @@ pub fn run<R: Read, W: Write>(
     }
 }
 
+/// What a session has shown of its peer.
+#[derive(Debug, Default)]
+struct Master {
+    /// It announced its capabilities, as munin-update does before every spoolfetch (it
+    /// learns from our answer that it can spoolfetch at all): its spoolfetch replies are
+    /// fitted to what it took before ([`crate::spool::pace`]). A session that does not
+    /// (a look by hand, a test reading a spool) neither reads nor moves that record.
+    announced: bool,
+}
+
 /// Answers one command; `false` when the session is over.
 fn answer<W: Write>(
     spool: &Spool,
     cfg: &SessionConfig,
+    master: &mut Master,
     line: &[u8],
     out: &mut W,
 ) -> io::Result<bool> {
     match parse(line) {
         Command::Quit => return Ok(false),
         Command::Cap(_) => {
+            master.announced = true;
             let spool_cap = if cfg.spoolfetch { " spool" } else { "" };
             writeln!(out, "cap multigraph{spool_cap}")?;
         }
@@ -156,7 +170,7 @@ fn answer<W: Write>(
                 Since::After(n) => n,
                 Since::Last(n) => (cfg.clock)().saturating_sub(n),
             };
-            serve_spoolfetch(spool, cfg, after, out)?;
+            serve_spoolfetch(spool, cfg, after, master.announced, out)?;
         }
         Command::BadSpoolfetch(arg) => {
             log_warn!("spoolfetch with unusable argument {}", Quoted(arg));
@@ -181,6 +195,7 @@ fn serve_spoolfetch<W: Write>(
     spool: &Spool,
     cfg: &SessionConfig,
     after: u64,
+    paced: bool,
     out: &mut W,
 ) -> io::Result<()> {
     let files = match spool.interval_files() {
@@ -190,12 +205,44 @@ fn serve_spoolfetch<W: Write>(
             return writeln!(out, "# cannot read the spool directory\n.");
         }
     };
-    let mut window = Window::plan(spool, &files, after, cfg.catchup_seconds());
+    let configured = cfg.catchup_seconds();
+    let plan = match paced {
+        true => spool.pace().plan(after, configured),
+        false => Pace::default().plan(after, configured),
+    };
+    let mut window = Window::plan(spool, &files, after, plan.span);
+    if let Some(stop) = plan.stop {
+        window.until = window.until.min(stop);
+    }
     let cut = window.until != u64::MAX;
     // Our munin-asyncd says up to when every sample is in: nothing newer is sent yet,
     // or the master's cursor could pass a sample still being taken.
-    if let Some(complete) = spool.meta().ok().and_then(|m| m.complete_until()) {
+    let complete = spool.meta().ok().and_then(|m| m.complete_until());
+    if let Some(complete) = complete {
         window.until = window.until.min(complete);
+    }
+    if let Why::NotTaken(last) = &plan.why {
+        log_notice!(
+            "spoolfetch {after}: the master asks again from the cursor of the last reply \
+             (up to {}, a span of {} s), so it did not take it (its timeout_fetch_one_node \
+             ran out?): this reply covers {} s{}",
+            last.until,
+            last.span,
+            plan.span,
+            plan.stop
+                .map_or(String::new(), |s| format!(" and stops at {s}"))
+        );
+    }
+    // Recorded before it goes out: the master may kill munin-async while it reads.
+    let whole = !cut || complete.is_some_and(|c| window.until >= c);
+    let planned = match window.until {
+        u64::MAX => files.iter().map(|f| f.end()).max().unwrap_or(after),
+        until => until,
+    };
+    if paced {
+        let mut pace = spool.pace();
+        pace.sent((after, planned.max(after)), &plan, whole, false);
+        spool.record_pace(&pace);
     }
     let report = match cfg.form {
         Form::Records => spoolfetch(spool, &files, window, out)?,
@@ -214,14 +261,21 @@ fn serve_spoolfetch<W: Write>(
     };
     if cut {
         log_notice!(
-            "spoolfetch {after}: a backlog, sent up to {} (the catch-up window, {} s); the \
-             rest comes with the next fetches",
+            "spoolfetch {after}: a backlog, sent up to {} (a span of {} s; the catch-up \
+             window is {configured} s); the rest comes with the next fetches",
             report.newest.unwrap_or(after),
-            cfg.catchup_seconds()
+            plan.span
         );
     }
     // The reply went out whole: the master has every sample up to the newest sent.
-    spool.record_cursor(report.newest.map_or(after, |n| n.max(after)));
+    let newest = report.newest.map_or(after, |n| n.max(after));
+    spool.record_cursor(newest);
+    // Read again: another master's reply may have been recorded meanwhile.
+    if paced {
+        let mut pace = spool.pace();
+        pace.sent((after, newest), &plan, whole, true);
+        spool.record_pace(&pace);
+    }
     log_info!(
         "spoolfetch {after}: sent {} records up to {} (window ends {}), {} damaged parts skipped, {} files unreadable",
         report.records,

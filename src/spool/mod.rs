@@ -21,6 +21,7 @@ pub(crate) mod cleanup;
 pub(crate) mod crash_tests;
 pub mod meta;
 pub mod names;
+pub(crate) mod pace;
 pub mod reader;
 pub mod record;
 pub(crate) mod trace;

@@ -202,15 +202,29 @@ impl Spool {
     /// Records that a master has been sent every sample up to `cursor` (for munin-asyncd's
     /// lag graph). Best effort: a read-only spool is no error.
     pub(crate) fn record_cursor(&self, cursor: u64) {
+        self.replace_own_file(crate::spool::CURSOR_FILE, format!("{cursor}\n").as_bytes());
+    }
+
+    /// The replies last sent to each master (see [`crate::spool::pace`]); none when the
+    /// file is missing or unreadable.
+    pub(crate) fn pace(&self) -> crate::spool::pace::Pace {
+        let path = self.dir.join(crate::spool::pace::PACE_FILE);
+        crate::spool::pace::Pace::parse(&fs::read(path).unwrap_or_default())
+    }
+
+    /// Records the replies last sent to each master. Best effort, like the cursor.
+    pub(crate) fn record_pace(&self, pace: &crate::spool::pace::Pace) {
+        self.replace_own_file(crate::spool::pace::PACE_FILE, pace.text().as_bytes());
+    }
+
+    /// Replaces a file of munin-async's own in the spool directory at once (a private
+    /// file renamed over it). A read-only spool is no error: logged at debug.
+    fn replace_own_file(&self, name: &str, content: &[u8]) {
         use std::io::Write as _;
-        let path = self.dir.join(crate::spool::CURSOR_FILE);
-        let tmp = self.dir.join(format!(
-            ".{}.{}",
-            crate::spool::CURSOR_FILE,
-            std::process::id()
-        ));
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.{}", std::process::id()));
         let written = create_private(&tmp)
-            .and_then(|mut f| writeln!(f, "{cursor}"))
+            .and_then(|mut f| f.write_all(content))
             .and_then(|()| fs::rename(&tmp, &path));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);

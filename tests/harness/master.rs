@@ -34,13 +34,23 @@ pub fn munin_update_in(dir: &Path, global: &str, address: &str) -> Output {
 /// Runs Debian's munin-update as munin with its directories in `dir`, the `global`
 /// settings and `hosts` (munin.conf sections).
 pub fn munin_update_hosts_in(dir: &Path, global: &str, hosts: &str) -> Output {
+    munin_update_as(dir, global, hosts, "--nofork --debug")
+}
+
+/// The same in munin-update's default, forking mode, as cron runs it: each node's worker
+/// is a process of its own, killed after `timeout_fetch_one_node` (set in `global`).
+pub fn munin_update_forking_in(dir: &Path, global: &str, hosts: &str) -> Output {
+    munin_update_as(dir, global, hosts, "")
+}
+
+fn munin_update_as(dir: &Path, global: &str, hosts: &str, options: &str) -> Output {
     let conf = format!(
         "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n{global}\n{hosts}",
         d = dir.display()
     );
     fs::write(dir.join("munin.conf"), conf).unwrap();
     let cmd = format!(
-        "{MUNIN_UPDATE} --config_file {} --nofork --debug",
+        "{MUNIN_UPDATE} --config_file {} {options}",
         dir.join("munin.conf").display()
     );
     run(
