@@ -108,10 +108,12 @@ done
 
 spool="$work/spool"
 install -d -o munin -g munin -m 750 "$spool"
-say "our munin-asyncd spools it into $spool for $seconds s"
+# --update-rate 10: the plugins that name no rate (Debian's all do not) and the daemon's
+# own health are polled every 10 s rather than 300, so that a minute draws lines.
+say "our munin-asyncd spools it into $spool for $seconds s, every 10 s (--update-rate 10) and demo_cpu_5s every 5 s"
 setpriv --reuid=munin --regid=munin --init-groups \
     "$work/bin/munin-asyncd" --host "127.0.0.1:$port" --spooldir "$spool" --screen -v \
-    2>"$work/munin-asyncd.log" &
+    --update-rate 10 2>"$work/munin-asyncd.log" &
 daemon_pid=$!
 pids+=("$daemon_pid")
 # What the demo needs: every listed plugin has a record (a first fetch without values,
@@ -171,16 +173,38 @@ as_munin /usr/share/munin/munin-graph --config "$work/master/munin.conf" >/dev/n
 # The day graph spans 30 hours, where the demo's minute is less than a pixel. Munin's zoom
 # draws a graph over any span (a "pinpoint" graph); munin-graph draws the graphs
 # munin-html lists in the db directory's `graphs` file, so for a moment that list names
-# only the 5-second plugin over the demo's own minutes.
+# only the close-ups over the demo's own minutes: the 5-second plugin, the daemon's
+# health, and a few of Debian's plugins.
 hostdir="$work/master/html/demo/$host"
 graphs=$(find "$hostdir" -name '*.png' | wc -l)
 end=$(date +%s)
-closeup="demo_cpu_5s-pinpoint=$((start - 20)),$((end + 5)).png"
+span="pinpoint=$((start - 20)),$((end + 5))"
+closeups=()
+for g in demo_cpu_5s munin_asyncd_polls munin_asyncd_latency munin_asyncd_samples \
+         munin_asyncd_spool load cpu memory; do
+    [ -e "$hostdir/$g.html" ] && closeups+=("$g")
+done
 cp "$work/master/db/graphs" "$work/master/graphs.all"
-echo "/demo/$host/$closeup" >"$work/master/db/graphs"
+for g in "${closeups[@]}"; do echo "/demo/$host/$g-$span.png"; done >"$work/master/db/graphs"
 as_munin /usr/share/munin/munin-graph --config "$work/master/munin.conf" >/dev/null ||
-    say "warning: the close-up was not drawn: $(tail -n 5 "$work/master/log/munin-graph.log")"
+    say "warning: the close-ups were not drawn: $(tail -n 5 "$work/master/log/munin-graph.log")"
 cp "$work/master/graphs.all" "$work/master/db/graphs"
+closeup="demo_cpu_5s-$span.png"
+# The page the demo ends on: what was spooled, close up, linked to the master's pages.
+page="$work/master/html/demo.html"
+{
+    printf '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>munin-async demo: %s</title></head><body>\n' "$host"
+    printf '<h1>What munin-asyncd spooled from %s, as Debian'"'"'s master drew it</h1>\n' "$host"
+    printf '<p>%s s of spooling, fetched once by munin-update through munin-async. Each graph: the demo'"'"'s minutes close up; click for the master'"'"'s page of it (day, week, month and year). <a href="index.html">The master'"'"'s overview</a>, <a href="demo/%s/index.html">the host'"'"'s page</a>.</p>\n' "$seconds" "$host"
+    for g in "${closeups[@]}"; do
+        if [ -s "$hostdir/$g-$span.png" ]; then
+            printf '<h2>%s</h2>\n<a href="demo/%s/%s.html"><img src="demo/%s/%s-%s.png" alt="%s"></a>\n' \
+                "$g" "$host" "$g" "$host" "$g" "$span" "$g"
+        fi
+    done
+    printf '</body></html>\n'
+} >"$page"
+chown munin: "$page"
 
 plugins_listed=$(sed -n 2p <<<"$reply" | wc -w)
 blocks=$(grep -c '^multigraph ' <<<"$reply" || true)
@@ -198,15 +222,20 @@ printf '    plugins spooled:                %s\n' "$spooled"
 printf '    values served to the master:    %s (in %s multigraph blocks)\n' "$values" "$blocks"
 printf '    RRD files made by munin-update: %s\n' "$rrds"
 printf '    graphs drawn by munin-graph:    %s (day, week, month, year), on %s pages\n' "$graphs" "$pages"
-printf '    the 5-second plugin close up:   %s\n' "$hostdir/$closeup"
+printf '    close-ups drawn:                %s of %s (%s)\n' \
+    "$(find "$hostdir" -name "*-$span.png" -size +0 | wc -l)" "${#closeups[@]}" "${closeups[*]}"
 printf '    took %s s after the packages were installed and the build was done\n' "$(($(date +%s) - began))"
 echo
 say "the master's web pages (kept): $work/master/html/index.html"
+say "open this one first, the demo's minutes close up: $page"
 # The demo fails loudly when the chain did not carry everything.
 fail=""
 [ "$spooled" -ge "$plugins_listed" ] && [ "$plugins_listed" -gt 0 ] || fail="not every listed plugin was spooled"
 [ "$graphs" -gt 0 ] || fail="munin-graph drew nothing"
-[ -s "$hostdir/$closeup" ] || fail="the close-up was not drawn"
+[ -s "$hostdir/$closeup" ] || fail="the close-up of demo_cpu_5s was not drawn"
+for g in munin_asyncd_polls munin_asyncd_samples; do
+    [ -s "$hostdir/$g-$span.png" ] || fail="the close-up of $g was not drawn"
+done
 grep -q 'demo_cpu_5s' "$hostdir/index.html" 2>/dev/null || fail="the host's page does not show demo_cpu_5s"
 if [ -n "$fail" ]; then
     say "FAILED: $fail" >&2

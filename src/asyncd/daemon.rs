@@ -43,7 +43,12 @@ pub fn run_all(
 ) -> Result<(), WriteError> {
     let mut roots = Vec::with_capacity(cfgs.len());
     for cfg in cfgs {
-        roots.push(open_spool(&cfg.spooldir, "", cfg.interval, cfg.durability)?);
+        roots.push(open_spool(
+            &cfg.spooldir,
+            "",
+            (cfg.interval, env.unix()),
+            cfg.durability,
+        )?);
     }
     // Ready once the spools are open and repaired, even with munin-node still down: the
     // daemon waits for it, and Debian's init script gives up after 15 s.
@@ -132,6 +137,30 @@ pub(crate) fn drive(
     }
 }
 
+/// The wall clock stepped `by` seconds (back when negative): logged once, counted in each
+/// node's health. Nothing else needs doing (docs/daemon.md, "Clock steps"): the schedule's
+/// slots are seconds of the wall clock, so after a step back the next polls wait for the
+/// clock to reach their slots again, all later than every sample spooled; after a step
+/// forward every plugin overdue is polled at once, then on its slots.
+fn clock_stepped(nodes: &mut [Coordinator], by: i64) {
+    if by < 0 {
+        log_warn!(
+            "the wall clock stepped back {} s: no sample is taken until it is past the \
+             newest already spooled (the slots in between are not polled: their samples \
+             would come before ones a master may already have)",
+            by.unsigned_abs()
+        );
+    } else {
+        log_notice!(
+            "the wall clock stepped forward {by} s (set by hand or by NTP, or the machine \
+             slept): overdue plugins are polled now, then on their slots"
+        );
+    }
+    for node in nodes.iter_mut() {
+        node.clock_stepped();
+    }
+}
+
 /// Turns every node: each when its next event is due or when an event of its comes,
 /// waiting in between through `env`'s clock; `beat` is called each time round (every
 /// quarter of the watchdog interval `half` at least). A reload has every node read its
@@ -155,6 +184,9 @@ pub(crate) fn turn_until_stop(
     let mut woken: Vec<usize> = Vec::new();
     loop {
         beat();
+        if let Some(by) = env.stepped() {
+            clock_stepped(nodes, by);
+        }
         let now = env.now();
         while let Some(&Reverse((at, i))) = heap.peek() {
             if at > now {

@@ -7,11 +7,11 @@
 //! [`Input`]s, like every other event; once it has heard a stop, [`Env::stopping`] tells
 //! the workers.
 
-#[cfg(test)]
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(test)]
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::asyncd::msg::Input;
@@ -121,6 +121,8 @@ pub struct Env {
     pub(crate) timings: Timings,
     stopping: Arc<AtomicBool>,
     notify: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Where the wall clock was last seen against the monotonic one (see [`Env::stepped`]).
+    watch: Arc<Mutex<Option<(SystemTime, Instant)>>>,
 }
 
 impl Env {
@@ -131,7 +133,27 @@ impl Env {
             timings: Timings::default(),
             stopping: Arc::new(AtomicBool::new(false)),
             notify: Arc::new(signals::sd_notify),
+            watch: Arc::default(),
         }
+    }
+
+    /// Whether the wall clock stepped since the last look (by any clone), and by how many
+    /// seconds (back when negative): it moved [`STEP`] or more from where the monotonic
+    /// clock says it should be. A clock set by hand or by NTP (a board without a real-time
+    /// clock boots with an old time), or a machine waking from suspend (the monotonic
+    /// clock stood still). The first look sees none.
+    pub(crate) fn stepped(&self) -> Option<i64> {
+        let (wall, instant) = (self.clock.wall(), self.now());
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let (last_wall, last_instant) = watch.replace((wall, instant))?;
+        let expected = last_wall + instant.saturating_duration_since(last_instant);
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let off = match wall.duration_since(expected) {
+            Ok(ahead) => millis(ahead),
+            Err(behind) => -millis(behind.duration()),
+        };
+        (off.unsigned_abs() >= u64::try_from(STEP.as_millis()).unwrap_or(u64::MAX))
+            .then_some(off / 1000)
     }
 
     /// Seconds since the epoch.
@@ -173,6 +195,11 @@ impl Env {
     }
 }
 
+/// How far the wall clock may move from the monotonic clock between two looks before it
+/// counts as a step: NTP slews the clock by at most 0.5 ms a second, 1.8 s over the hour
+/// the driving loop sleeps at most.
+pub(crate) const STEP: Duration = Duration::from_secs(5);
+
 /// A clock a test moves by hand, or the driving loop's wait moves while nothing is under
 /// way, up to the end the test gives.
 #[cfg(test)]
@@ -181,6 +208,8 @@ pub(crate) struct Fake {
     unix0: u64,
     /// Milliseconds the clock was moved on.
     moved: AtomicU64,
+    /// Seconds the wall clock alone was stepped by (forward or back).
+    stepped: AtomicI64,
     /// The second at which a wait with nothing under way ends the loop ([`Waited::Closed`])
     /// instead of moving the clock on.
     end: std::sync::Mutex<Option<u64>>,
@@ -198,12 +227,14 @@ impl Fake {
             base: Instant::now(),
             unix0,
             moved: AtomicU64::new(0),
+            stepped: AtomicI64::new(0),
             end: std::sync::Mutex::new(None),
             woke: std::sync::Mutex::new(Vec::new()),
             told: std::sync::Mutex::new(Vec::new()),
         });
         let n = fake.clone();
         let env = Env {
+            watch: Arc::default(),
             clock: fake.clone(),
             timings: Timings::default(),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -224,6 +255,12 @@ impl Fake {
         std::mem::take(&mut *self.woke.lock().unwrap())
     }
 
+    /// Steps the wall clock alone by `secs` (back when negative), as a clock set by hand
+    /// or by NTP is; the monotonic clock goes on as it was.
+    pub(crate) fn step_wall(&self, secs: i64) {
+        self.stepped.fetch_add(secs, Ordering::SeqCst);
+    }
+
     /// Moves the clock on.
     pub(crate) fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
@@ -242,8 +279,11 @@ impl Fake {
 #[cfg(test)]
 impl Clock for Fake {
     fn wall(&self) -> SystemTime {
+        let secs = self
+            .unix0
+            .saturating_add_signed(self.stepped.load(Ordering::SeqCst));
         UNIX_EPOCH
-            + Duration::from_secs(self.unix0)
+            + Duration::from_secs(secs)
             + Duration::from_millis(self.moved.load(Ordering::SeqCst))
     }
     fn instant(&self) -> Instant {
@@ -288,6 +328,23 @@ impl Clock for Fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_of_the_wall_clock_is_seen_once_and_a_drift_is_not() {
+        let (fake, env) = Fake::new(1_000_000);
+        assert_eq!(env.stepped(), None);
+        fake.advance(Duration::from_secs(3600));
+        assert_eq!(env.stepped(), None);
+        fake.step_wall(-120);
+        assert_eq!(env.clone().stepped(), Some(-120), "seen by a clone");
+        assert_eq!(env.stepped(), None, "seen once");
+        fake.step_wall(4);
+        assert_eq!(env.stepped(), None, "under STEP");
+        fake.step_wall(86_400);
+        fake.advance(Duration::from_secs(10));
+        assert_eq!(env.stepped(), Some(86_400));
+        assert_eq!(env.unix(), 1_000_000 + 3600 - 120 + 4 + 86_400 + 10);
+    }
 
     #[test]
     fn the_fake_clock_moves_both_clocks_together_and_only_when_told() {

@@ -35,6 +35,11 @@ pub(crate) const LAG_WARNING: u64 = 3600;
 /// ... and is critical.
 pub(crate) const LAG_CRITICAL: u64 = 6 * 3600;
 
+/// Seconds from the start to the first health sample: the first round's polls are in by
+/// then, and a master fetching soon after a start (a new node, the demo) has the graphs
+/// at once rather than a whole `--update-rate` later.
+pub(crate) const FIRST_SAMPLE: u64 = 10;
+
 /// The plugin's name in the spool.
 pub(crate) const PLUGIN: &str = crate::spool::HEALTH_PLUGIN;
 
@@ -71,6 +76,8 @@ pub(crate) struct Health {
     failed: u64,
     /// Replies without their `.` (see [`crate::asyncd::node::Unended`]).
     unended: u64,
+    /// Steps of the wall clock seen (see [`crate::asyncd::env::Env::stepped`]).
+    steps: u64,
     dropped: [u64; 4],
     latency_sum: Duration,
     latency_max: Duration,
@@ -148,6 +155,7 @@ impl Health {
             "replies without their . line",
             self.unended,
         );
+        counter(&mut out, "steps", "wall clock steps", self.steps);
         graph(&mut out, "latency", "poll latency", "seconds", "");
         let _ = write!(
             out,
@@ -223,13 +231,13 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// Counters from nothing at `start`; the first sample a whole `rate` later, so that it
-    /// has something to say.
+    /// Counters from nothing at `start`; the first sample [`FIRST_SAMPLE`] later (or a
+    /// `rate` if that is less), then on the slots of `rate`.
     pub(crate) fn new(start: u64, rate: u64) -> Recorder {
         Recorder {
             counters: Health::default(),
             rate,
-            next: start.saturating_add(rate),
+            next: start.saturating_add(rate.min(FIRST_SAMPLE)),
             last: 0,
         }
     }
@@ -237,6 +245,16 @@ impl Recorder {
     /// A poll ended so, after `took`.
     pub(crate) fn poll(&mut self, outcome: Outcome, took: Duration) {
         self.counters.poll(outcome, took);
+    }
+
+    /// The time of the newest sample spooled (0 before any).
+    pub(crate) fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// The wall clock stepped.
+    pub(crate) fn stepped(&mut self) {
+        self.counters.steps += 1;
     }
 
     /// How many of munin-node's replies have ended without their `.` so far.

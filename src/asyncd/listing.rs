@@ -206,6 +206,8 @@ pub(crate) struct SpoolPlace {
     /// The spool directory: a virtual node's spool is its subdirectory.
     pub(crate) root: PathBuf,
     pub(crate) interval: u64,
+    /// The time the listing began.
+    pub(crate) now: u64,
     pub(crate) durability: Durability,
     /// The nodes whose spools are open already ("" for the spool directory itself).
     pub(crate) open: Vec<String>,
@@ -262,7 +264,7 @@ pub(crate) fn read_lists(
         match open_spool(
             &place.root.join(node),
             node,
-            place.interval,
+            (place.interval, place.now),
             place.durability,
         ) {
             Ok(spool) => {

@@ -12,7 +12,6 @@ use crate::log_warn;
 use crate::spool::meta::{key, SpoolMeta};
 use crate::spool::writer::{Durability, SpoolWriter, WriteError};
 use crate::spool::Spool;
-use crate::util::clock::system_clock;
 
 /// One node's spool directory.
 pub(crate) struct NodeSpool {
@@ -92,11 +91,12 @@ pub(crate) fn is_own_node(node: &str, greeting: &str) -> bool {
 }
 
 /// Opens a node's spool, repairs it, and says what the repair did: the daemon's start on
-/// a spool directory (the crash-state exploration runs it on every state it makes).
+/// a spool directory at `now` (the crash-state exploration runs it on every state it
+/// makes).
 pub(crate) fn open_spool(
     dir: &Path,
     node: &str,
-    interval: u64,
+    (interval, now): (u64, u64),
     durability: Durability,
 ) -> Result<NodeSpool, WriteError> {
     let writer = SpoolWriter::open(dir, interval, durability)?;
@@ -110,22 +110,32 @@ pub(crate) fn open_spool(
         );
     }
     // A master may have read up to the complete_until published before: no sample may be
-    // taken at or before it now, or the master's cursor would already be past it. (Not
-    // beyond the present: a clock that went back, or a damaged value, must not stop us.)
+    // taken at or before it now, or the master's cursor would already be past it.
     let before = Spool::open(dir).ok().and_then(|s| s.meta().ok());
-    let now = system_clock();
+    // An idle daemon promises complete_until up to its next due poll (see `watermark`); a
+    // crash can leave that promise beyond the newest sample. A master's cursor is a
+    // sample's time, so the promise beyond the newest sample (and now) is taken back
+    // before anything is polled: this start's polls may be at or before it. Not below the
+    // newest sample: with a clock that went back (a step, a board booting without its
+    // time), nothing is taken until the clock is past it; and a damaged value far ahead
+    // cannot hold the daemon back beyond the samples that are there.
+    let newest = repaired.newest.values().copied().max().unwrap_or(0);
     let floor = before
         .as_ref()
         .and_then(|m| m.complete_until())
-        .map_or(0, |t| t.min(now));
-    // An idle daemon promises complete_until up to its next due poll (see `watermark`); a
-    // crash can leave that promise beyond now. Nothing in the spool is newer than now, so
-    // it is taken back before anything is polled: the polls of this start may be at or
-    // before it.
+        .map_or(0, |t| t.min(now.max(newest)));
     if let Some(m) = &before {
-        if m.complete_until().is_some_and(|t| t > now) {
-            writer.write_meta(&m.pairs_with(key::COMPLETE_UNTIL, &now.to_string()))?;
+        if m.complete_until().is_some_and(|t| t > floor) {
+            writer.write_meta(&m.pairs_with(key::COMPLETE_UNTIL, &floor.to_string()))?;
         }
+    }
+    if newest > now {
+        log_warn!(
+            "{}: the clock ({now}) is {} s behind the newest sample spooled ({newest}): \
+             nothing is polled until it is past it",
+            dir.display(),
+            newest - now
+        );
     }
     // The name munin-async greets the master with: a virtual node's own; for the spool
     // directory itself the one SPOOL-META already says, until munin-node tells us (a
@@ -168,7 +178,7 @@ mod tests {
             format!("hostname:kept.example\ncomplete_until:{ahead}\nplugin_rates/a:300\n"),
         )
         .unwrap();
-        let node = open_spool(dir.path(), "", 86400, Durability::Record).unwrap();
+        let node = open_spool(dir.path(), "", (86400, system_clock()), Durability::Record).unwrap();
         let now = system_clock();
         assert!(node.floor <= now, "{}", node.floor);
         let meta = SpoolMeta::parse(&std::fs::read(dir.path().join("SPOOL-META")).unwrap());

@@ -17,17 +17,18 @@
 //!   than `now`, so a promise beyond it can be taken back, and must be: the next start
 //!   takes no sample at or before what it finds (`floor`), and should not wait for a
 //!   promise it did not make. (A crash leaves the promise; the next start takes it back
-//!   the same way, see `open_spool`.)
+//!   the same way, see `open_spool`.) But never below the newest sample: after the wall
+//!   clock stepped back, `now` can be older than samples a master may already have.
 
 /// The `complete_until` to publish for one spool.
 ///
 /// `in_flight_since`: when the oldest poll under way for this spool went out, if any;
-/// `next_due`: the earliest second the schedule, the health plugin or the plugin list
+/// `newest`: the time of the newest sample spooled, if any; `next_due`: the earliest second the schedule, the health plugin or the plugin list
 /// sends a poll;
 /// `said`: the value published before, if any; `stopping`: nothing will go out any more
 /// (then `said` is not kept: see the module doc).
 pub(crate) fn complete_until(
-    in_flight_since: Option<u64>,
+    (in_flight_since, newest): (Option<u64>, Option<u64>),
     next_due: Option<u64>,
     now: u64,
     said: Option<u64>,
@@ -35,7 +36,7 @@ pub(crate) fn complete_until(
 ) -> u64 {
     match (in_flight_since, stopping) {
         (Some(t), true) => t.saturating_sub(1),
-        (None, true) => now,
+        (None, true) => now.max(newest.unwrap_or(0)),
         (Some(t), false) => t.saturating_sub(1).max(said.unwrap_or(0)),
         (None, false) => match next_due {
             Some(e) if e > now => e - 1,
@@ -59,38 +60,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stop_after_the_clock_went_back_keeps_the_newest_sample_promised() {
+        // Idle at a stop: `now`, but not below the newest sample.
+        assert_eq!(
+            complete_until((None, Some(900)), None, 1000, Some(1100), true),
+            1000
+        );
+        assert_eq!(
+            complete_until((None, Some(1200)), None, 1000, Some(1250), true),
+            1200
+        );
+        // Running: never below what was said.
+        assert_eq!(
+            complete_until((None, Some(1200)), Some(1300), 1000, Some(1250), false),
+            1299
+        );
+    }
+
+    #[test]
     fn a_poll_under_way_holds_it_back_to_the_second_before_it() {
-        assert_eq!(complete_until(Some(100), Some(200), 150, None, false), 99);
+        assert_eq!(
+            complete_until((Some(100), None), Some(200), 150, None, false),
+            99
+        );
         // Also at a stop: an abandoned poll may have been written.
-        assert_eq!(complete_until(Some(100), None, 150, None, true), 99);
+        assert_eq!(complete_until((Some(100), None), None, 150, None, true), 99);
     }
 
     #[test]
     fn idle_it_reaches_to_the_second_before_the_next_due_poll() {
-        assert_eq!(complete_until(None, Some(3600), 1000, None, false), 3599);
+        assert_eq!(
+            complete_until((None, None), Some(3600), 1000, None, false),
+            3599
+        );
         // The same while nothing changes: nothing to rewrite.
         assert_eq!(
-            complete_until(None, Some(3600), 2000, Some(3599), false),
+            complete_until((None, None), Some(3600), 2000, Some(3599), false),
             3599
         );
     }
 
     #[test]
     fn with_a_poll_due_now_or_nothing_scheduled_it_is_the_second_before_now() {
-        assert_eq!(complete_until(None, Some(1000), 1000, None, false), 999);
-        assert_eq!(complete_until(None, Some(900), 1000, None, false), 999);
-        assert_eq!(complete_until(None, None, 1000, None, false), 999);
+        assert_eq!(
+            complete_until((None, None), Some(1000), 1000, None, false),
+            999
+        );
+        assert_eq!(
+            complete_until((None, None), Some(900), 1000, None, false),
+            999
+        );
+        assert_eq!(complete_until((None, None), None, 1000, None, false), 999);
     }
 
     #[test]
     fn at_a_stop_with_nothing_under_way_everything_up_to_now_is_in() {
         assert_eq!(
-            complete_until(None, Some(5000), 1000, Some(999), true),
+            complete_until((None, None), Some(5000), 1000, Some(999), true),
             1000
         );
         // A promise beyond now is taken back.
         assert_eq!(
-            complete_until(None, Some(5000), 1000, Some(4999), true),
+            complete_until((None, None), Some(5000), 1000, Some(4999), true),
             1000
         );
     }
@@ -99,10 +130,10 @@ mod tests {
     fn it_never_goes_back() {
         // A poll held back by not_before is under way since before what was published.
         assert_eq!(
-            complete_until(Some(1000), Some(3600), 1000, Some(3599), false),
+            complete_until((Some(1000), None), Some(3600), 1000, Some(3599), false),
             3599
         );
-        assert_eq!(complete_until(None, None, 0, Some(7), false), 7);
+        assert_eq!(complete_until((None, None), None, 0, Some(7), false), 7);
     }
 
     #[test]
@@ -139,7 +170,7 @@ mod tests {
                 assert!(said.is_none_or(|c| *t > c), "{t} at or before {said:?}");
             }
             // The polls land within the second.
-            let c = complete_until(None, Some(due), now, said, false);
+            let c = complete_until((None, None), Some(due), now, said, false);
             published_max = published_max.max(c);
             said = Some(c);
         }

@@ -91,6 +91,11 @@ impl<'a> Coordinator<'a> {
         commit: Commit,
     ) -> Coordinator<'a> {
         let now = env.now();
+        let mut health = Recorder::new(env.unix(), cfg.default_rate);
+        // Its samples stay in time order across a restart, even with a clock gone back.
+        if let Some(&last) = root.newest.get(PLUGIN) {
+            health.spooled(last);
+        }
         Coordinator {
             cfg,
             workers,
@@ -110,7 +115,7 @@ impl<'a> Coordinator<'a> {
             next_cleanup: now,
             cleaning: false,
             pacing: Pacing::default(),
-            health: Recorder::new(env.unix(), cfg.default_rate),
+            health,
             health_writing: None,
             health_due: None,
             env,
@@ -123,6 +128,11 @@ impl<'a> Coordinator<'a> {
         self.env
             .notify("RELOADING=1\nSTATUS=reading the plugin list again");
         self.lister.reload(self.env.now());
+    }
+
+    /// The wall clock stepped: counted in the health plugin.
+    pub(crate) fn clock_stepped(&mut self) {
+        self.health.stepped();
     }
 
     /// Does what is due: reads the list, hands out due polls, spools the health sample,

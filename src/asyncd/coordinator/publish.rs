@@ -36,7 +36,11 @@ impl Coordinator<'_> {
                 oldest = oldest.into_iter().chain(self.health_time()).min();
             }
             let said = spool.ledger.said();
-            let complete = watermark::complete_until(oldest, next_due, now, said, force);
+            let mut newest = self.plugins.of_spool(i).filter_map(|p| p.last()).max();
+            if i == 0 {
+                newest = newest.max(Some(self.health.last()));
+            }
+            let complete = watermark::complete_until((oldest, newest), next_due, now, said, force);
             let listed = self.plugins.of_spool(i).any(|p| p.listed());
             news.push((complete, force || spool.ledger.news(complete, listed)));
         }

@@ -22,6 +22,7 @@ impl Coordinator<'_> {
         let place = SpoolPlace {
             root: self.cfg.spooldir.clone(),
             interval: self.cfg.interval,
+            now: self.env.unix(),
             durability: self.cfg.durability,
             open: self.spools.iter().map(|s| s.node.clone()).collect(),
         };

@@ -196,7 +196,8 @@ impl Rig {
     /// without.
     fn node(&self, group_commit: bool) -> Coordinator<'_> {
         let cfg = &self.cfg;
-        let root = open_spool(self.dir.path(), "", cfg.interval, cfg.durability).unwrap();
+        let at = (cfg.interval, self.env.unix());
+        let root = open_spool(self.dir.path(), "", at, cfg.durability).unwrap();
         let commit = match group_commit {
             true => Commit::Group(Committer::start().expect("the commit thread")),
             false => Commit::ByWriter,
@@ -314,13 +315,14 @@ fn ten_minutes_of_a_nodes_loop_on_a_fake_clock() {
         .collect();
     assert_eq!(times(dir, "fast"), fast);
     assert_eq!(times(dir, "slow"), [T0 + 5, T0 + 300, T0 + 600]);
-    // The daemon's health, a whole default period after the start, then on its slots.
-    assert_eq!(times(dir, "munin_asyncd"), [T0 + 305, T0 + 600]);
-    // It woke for nothing but the slots, the health sample (305), the cleanup ten minutes
-    // after the start (605), and SPOOL-META held back a second after the start (written
-    // at most once a second). A round's samples are written with the complete_until that
-    // follows the round, not once a second while they come in.
-    let want: Vec<u64> = [6, 60, 120, 180, 240, 300, 305, 360, 420, 480, 540, 600, 605]
+    // The daemon's health, 10 s after the start (the first round is in), then on its
+    // slots.
+    assert_eq!(times(dir, "munin_asyncd"), [T0 + 15, T0 + 300, T0 + 600]);
+    // It woke for nothing but the slots, the first health sample (15), the cleanup ten
+    // minutes after the start (605), and SPOOL-META held back a second after the start
+    // (written at most once a second). A round's samples are written with the
+    // complete_until that follows the round, not once a second while they come in.
+    let want: Vec<u64> = [6, 15, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 605]
         .iter()
         .map(|s| T0 + s)
         .collect();
@@ -402,13 +404,13 @@ fn munin_node_closing_kept_connections_or_going_away_costs_only_the_polls_while_
     // munin-node away for two slots (240, 300): those polls fail, nothing else does, and
     // the promise does not wait for them.
     munin_node.set_down(true);
-    rig.run_until(&mut node, T0 + 305);
+    rig.run_until(&mut node, T0 + 300);
     assert_eq!(times(dir, "fast").last(), Some(&(T0 + 180)));
     assert_eq!(times(dir, "slow"), [T0 + 5]);
     assert!(complete_until(dir) >= T0 + 300);
-    // The health sample at 305 counts the three polls munin-node did not answer.
-    let body = health_at(dir, T0 + 305);
-    assert!(body.contains("node.value 3"), "{body}");
+    // The health sample at 300 counts the poll munin-node did not answer before it.
+    let body = health_at(dir, T0 + 300);
+    assert!(body.contains("node.value 1\n"), "{body}");
     assert!(body.contains("written.value 5"), "{body}");
 
     // Back: polled on the next slots, the first on a new connection.
@@ -434,7 +436,7 @@ fn munin_node_c_is_polled_as_munin_node_and_a_plugin_it_lost_costs_one_wait() {
     // Removed from the node: its next poll, at 180, meets the answer without its `.`.
     control.plugins.lock().unwrap().retain(|p| p != "fast");
     let before = std::time::Instant::now();
-    rig.run_until(&mut node, T0 + 305);
+    rig.run_until(&mut node, T0 + 300);
     let took = before.elapsed();
     assert!(
         took >= UNENDED_WAIT && took < UNENDED_WAIT * 5,
@@ -443,9 +445,51 @@ fn munin_node_c_is_polled_as_munin_node_and_a_plugin_it_lost_costs_one_wait() {
     assert_eq!(times(dir, "fast"), [T0 + 5, T0 + 60, T0 + 120]);
     assert_eq!(times(dir, "slow"), [T0 + 5, T0 + 300]);
     // Listed again after that poll, it is not polled any more: one reply without `.`.
-    let body = health_at(dir, T0 + 305);
+    let body = health_at(dir, T0 + 300);
     assert!(body.contains("unended.value 1\n"), "{body}");
     assert!(body.contains("plugin.value 1\n"), "{body}");
+    rig.stop(node);
+}
+
+#[test]
+fn wall_clock_steps_spool_nothing_out_of_order_and_leave_no_slot_waited_for() {
+    let rig = Rig::new(&["fast", "slow"], T0 + 5);
+    let (dir, fake) = (rig.dir(), &rig.fake);
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 120);
+    assert_eq!(times(dir, "fast"), [T0 + 5, T0 + 60, T0 + 120]);
+    let promised = complete_until(dir);
+
+    // Back 100 s (the clock reads T0 + 20 again): nothing is spooled at or before what
+    // is; `fast` is polled again on its slots once the clock reaches them.
+    fake.step_wall(-100);
+    rig.run_until(&mut node, T0 + 240);
+    assert_eq!(
+        times(dir, "fast"),
+        [T0 + 5, T0 + 60, T0 + 120, T0 + 180, T0 + 240]
+    );
+    assert_eq!(times(dir, "slow"), [T0 + 5]);
+    assert!(complete_until(dir) >= promised);
+
+    // Forward an hour: seen at the next wake (here at once), where every overdue plugin
+    // is polled, then on its slots again.
+    fake.step_wall(3600);
+    rig.run_until(&mut node, T0 + 3600 + 360);
+    let fast = times(dir, "fast");
+    assert_eq!(fast[5..], [T0 + 3840, T0 + 3900, T0 + 3960]);
+    assert_eq!(times(dir, "slow"), [T0 + 5, T0 + 3840, T0 + 3900]);
+    // The health sample taken then counts both steps.
+    let body = health_at(dir, T0 + 3840);
+    assert!(body.contains("steps.value 2\n"), "{body}");
+
+    // Back again and stopped: the promise at the stop keeps the newest sample.
+    fake.step_wall(-7200);
+    rig.stop(node);
+    assert!(complete_until(dir) >= T0 + 3960, "{}", complete_until(dir));
+    // A start with the clock still behind takes nothing before it either.
+    let mut node = rig.node(false);
+    rig.run_until(&mut node, T0 + 3960 - 7200 + 120);
+    assert_eq!(times(dir, "fast").last(), Some(&(T0 + 3960)));
     rig.stop(node);
 }
 
@@ -619,12 +663,12 @@ fn the_health_sample_waits_for_its_nodes_round_and_nothing_after_it_is_promised_
     );
     // `hang` answers after 1.5 s: meanwhile the health sample due at 300 waits, and
     // nothing at or after it is promised.
-    assert!(times(dir, "munin_asyncd").is_empty());
+    assert_eq!(times(dir, "munin_asyncd"), [T0 + 10]);
     assert!(complete_until(dir) < T0 + 300);
     rig.until_settled(&mut node);
     // Written once the round is in, with its own time.
     assert_eq!(times(dir, "hang"), [T0, T0 + 300]);
-    assert_eq!(times(dir, "munin_asyncd"), [T0 + 300]);
+    assert_eq!(times(dir, "munin_asyncd"), [T0 + 10, T0 + 300]);
     rig.run_until(&mut node, T0 + 302);
     assert!(complete_until(dir) >= T0 + 300, "{}", complete_until(dir));
 }

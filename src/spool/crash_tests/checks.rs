@@ -196,7 +196,8 @@ pub(crate) fn check(
         .ok()
         .map(|b| SpoolMeta::parse(&b));
     // 2: the daemon starts on it.
-    let node = match open_spool(dir.path(), "", r.interval, r.durability) {
+    let now = crate::util::clock::system_clock();
+    let node = match open_spool(dir.path(), "", (r.interval, now), r.durability) {
         Ok(n) => n,
         Err(e) => {
             return report
