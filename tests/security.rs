@@ -369,11 +369,16 @@ fn a_master_cannot_make_munin_async_read_or_delete_outside_its_spool() {
                 touched.push(line.to_string());
             }
         }
-        // The only file replaced is the cursor for munin-asyncd's lag graph, from a
-        // temporary file of its own beside it.
-        let cursor = format!("rename(\"{spool_s}/.munin-async.cursor.");
-        let cursor_to = format!("\"{spool_s}/munin-async.cursor\")");
-        if call.starts_with("rename") && line.contains(&cursor) && line.contains(&cursor_to) {
+        // The only files replaced are munin-async's own: the cursor for munin-asyncd's lag
+        // graph and the record of the master's last replies, each from a temporary file of
+        // its own beside it.
+        let own = ["munin-async.cursor", "munin-async.pace"]
+            .iter()
+            .any(|name| {
+                line.contains(&format!("rename(\"{spool_s}/.{name}."))
+                    && line.contains(&format!("\"{spool_s}/{name}\")"))
+            });
+        if call.starts_with("rename") && own {
             continue;
         }
         if call.starts_with("unlink") || call.starts_with("rename") || call.starts_with("rmdir") {
