@@ -141,11 +141,14 @@ wait "$daemon_pid" || true
 [ -n "$first_round" ] || say "warning: not every plugin was spooled in $seconds s (see $work/munin-asyncd.log)"
 
 host=$(sed -n 's/^hostname://p' "$spool/SPOOL-META")
+# graph_data_size custom 1d: the master keeps each plugin's own rate in its RRDs (with
+# Munin 2.0's default, "normal", every RRD steps 300 s, and a minute is one point).
 cat >"$work/master/munin.conf" <<CONF
 dbdir $work/master/db
 htmldir $work/master/html
 logdir $work/master/log
 rundir $work/master/run
+graph_data_size custom 1d
 
 [demo;$host]
     address cmd://$work/bin/munin-async --spooldir $spool --spoolfetch
