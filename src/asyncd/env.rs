@@ -146,7 +146,7 @@ impl Env {
         let (wall, instant) = (self.clock.wall(), self.now());
         let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
         let (last_wall, last_instant) = watch.replace((wall, instant))?;
-        let expected = last_wall + instant.saturating_duration_since(last_instant);
+        let expected = last_wall.checked_add(instant.saturating_duration_since(last_instant))?;
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let off = match wall.duration_since(expected) {
             Ok(ahead) => millis(ahead),
