@@ -290,6 +290,21 @@ fn ssh_options(m: &Master) -> String {
     )
 }
 
+/// `ssh` with the master's key to munin-async@127.0.0.1 on `sshd`, sending `remote` as the
+/// command (after `--`, so one starting with `-` is a command, not an option), `input`
+/// on its stdin.
+fn ssh_to(m: &Master, sshd: &Sshd, remote: &str, input: &[u8]) -> Output {
+    let mut cmd = Command::new("ssh");
+    cmd.args(ssh_options(m).split(' ')).args([
+        "-p",
+        &sshd.port.to_string(),
+        "--",
+        "munin-async@127.0.0.1",
+        remote,
+    ]);
+    run(&mut cmd, input, Duration::from_secs(60))
+}
+
 #[test]
 #[ignore = "needs root and Debian's munin, rrdtool, sshd or strace: the README's test command runs it"]
 fn munin_update_ingests_over_ssh_with_the_forced_command() {
@@ -319,15 +334,7 @@ fn a_shell_command_over_the_key_gets_munin_async_never_a_shell() {
         "/bin/sh -c 'touch /tmp/pwned-by-test'",
         "--spooldir /etc --cleanupandexit",
     ] {
-        let mut cmd = Command::new("ssh");
-        cmd.args(ssh_options(&m).split(' ')).args([
-            "-p",
-            &sshd.port.to_string(),
-            "--",
-            "munin-async@127.0.0.1",
-            remote,
-        ]);
-        let out = run(&mut cmd, b"list\nquit\n", Duration::from_secs(60));
+        let out = ssh_to(&m, &sshd, remote, b"list\nquit\n");
         let text = out.stdout();
         assert!(
             text.starts_with("# munin node at node1\n"),
@@ -497,19 +504,7 @@ fn one_key_serves_every_node_of_a_spooling_host_and_nothing_else() {
         "nothing-here".into(),
     ];
     for remote in &hostile {
-        let mut cmd = Command::new("ssh");
-        cmd.args(ssh_options(&m).split(' ')).args([
-            "-p",
-            &sshd.port.to_string(),
-            "--",
-            "munin-async@127.0.0.1",
-            remote,
-        ]);
-        let out = run(
-            &mut cmd,
-            b"list\nspoolfetch 0\nquit\n",
-            Duration::from_secs(60),
-        );
+        let out = ssh_to(&m, &sshd, remote, b"list\nspoolfetch 0\nquit\n");
         let text = out.stdout();
         assert!(
             text.starts_with("# munin-async: refused: ") && text.lines().count() == 1,
@@ -529,14 +524,7 @@ fn one_key_serves_every_node_of_a_spooling_host_and_nothing_else() {
         "a file outside the root was changed"
     );
     // The nodes it serves are still whole after the refusals (no cleanup ran).
-    let mut cmd = Command::new("ssh");
-    cmd.args(ssh_options(&m).split(' ')).args([
-        "-p",
-        &sshd.port.to_string(),
-        "munin-async@127.0.0.1",
-        "/switch1",
-    ]);
-    let out = run(&mut cmd, b"quit\n", Duration::from_secs(60));
+    let out = ssh_to(&m, &sshd, "/switch1", b"quit\n");
     assert_eq!(
         out.stdout(),
         "# munin node at switch1.example\n",
