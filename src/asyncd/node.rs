@@ -304,13 +304,13 @@ impl NodeConn {
     fn reply(&mut self, request: &str, ends: Ends) -> Result<Vec<Vec<u8>>, NodeError> {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut size = 0;
+        let mut only_comments = true;
         loop {
-            let whole = match ends {
-                Ends::AfterComments => {
-                    !lines.is_empty() && lines.iter().all(|l| l.starts_with(b"#"))
-                }
-                Ends::AfterAnyLine => !lines.is_empty(),
-            };
+            let whole = !lines.is_empty()
+                && match ends {
+                    Ends::AfterComments => only_comments,
+                    Ends::AfterAnyLine => true,
+                };
             let line = if whole {
                 match self.read_line_within(request, UNENDED_WAIT)? {
                     Some(line) => line,
@@ -327,6 +327,7 @@ impl NodeConn {
             if line.starts_with(b".") {
                 return Ok(lines);
             }
+            only_comments &= line.starts_with(b"#");
             size += line.len() + 1;
             if size > MAX_REPLY {
                 return Err(NodeError::Protocol {
@@ -374,7 +375,7 @@ impl NodeConn {
             Some(rest) => Ok(rest.split_whitespace().map(String::from).collect()),
             None if text.starts_with('#') => {
                 // A node from before `cap` (or a shell node) answers it as an unknown
-                // command: Munin 2.0's munin-node with a `.` line after, others without.
+                // command, with no `.` line after it, or with one (a few nodes send it).
                 // Either way no capability; the `.`, if one comes, is read now.
                 loop {
                     match self.read_line_within(&request, UNENDED_WAIT)? {

@@ -233,17 +233,22 @@ fn serve_spoolfetch<W: Write>(
                 .map_or(String::new(), |s| format!(" and stops at {s}"))
         );
     }
-    // Recorded before it goes out: the master may kill munin-async while it reads.
+    // The master's record of this reply, read again each time: another master's may
+    // have been recorded meanwhile.
     let whole = !cut || complete.is_some_and(|c| window.until >= c);
+    let record = |until: u64, delivered: bool| {
+        if paced {
+            let mut pace = spool.pace();
+            pace.sent((after, until), &plan, whole, delivered);
+            spool.record_pace(&pace);
+        }
+    };
+    // Recorded before it goes out: the master may kill munin-async while it reads.
     let planned = match window.until {
         u64::MAX => files.iter().map(|f| f.end()).max().unwrap_or(after),
         until => until,
     };
-    if paced {
-        let mut pace = spool.pace();
-        pace.sent((after, planned.max(after)), &plan, whole, false);
-        spool.record_pace(&pace);
-    }
+    record(planned.max(after), false);
     let report = match cfg.form {
         Form::Records => spoolfetch(spool, &files, window, out)?,
         Form::Blocks => {
@@ -270,12 +275,7 @@ fn serve_spoolfetch<W: Write>(
     // The reply went out whole: the master has every sample up to the newest sent.
     let newest = report.newest.map_or(after, |n| n.max(after));
     spool.record_cursor(newest);
-    // Read again: another master's reply may have been recorded meanwhile.
-    if paced {
-        let mut pace = spool.pace();
-        pace.sent((after, newest), &plan, whole, true);
-        spool.record_pace(&pace);
-    }
+    record(newest, true);
     log_info!(
         "spoolfetch {after}: sent {} records up to {} (window ends {}), {} damaged parts skipped, {} files unreadable",
         report.records,
