@@ -8,14 +8,14 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::asyncd::env::{Env, Timings};
 use crate::asyncd::health::PLUGIN;
 use crate::asyncd::msg::{Found, ListResult};
-use crate::asyncd::node::{NodeConn, NodeError, Unended};
+use crate::asyncd::node::NodeError;
 use crate::asyncd::node_spool::{is_own_node, open_spool, valid_node_name};
+use crate::asyncd::workers::NodeLink;
 use crate::spool::names::sanitise;
 use crate::spool::writer::Durability;
 use crate::util::log::Quoted;
@@ -217,23 +217,13 @@ pub(crate) struct SpoolPlace {
 /// first (named ""), then each virtual node it serves besides. The spool of a virtual
 /// node not in `place.open` is opened here (a repair reads every file of it); one that
 /// cannot be is logged and left out, and tried again at the next read.
-pub(crate) fn read_lists(
-    host: &str,
-    timeout: Duration,
-    unended: Arc<Unended>,
-    place: &SpoolPlace,
-) -> ListResult {
-    let connect = || -> Result<NodeConn, NodeError> {
-        let mut conn = NodeConn::connect_counted(host, timeout, unended.clone())?;
-        conn.cap("multigraph dirtyconfig")?;
-        Ok(conn)
-    };
-    let mut conn = connect()?;
+pub(crate) fn read_lists(link: &NodeLink, place: &SpoolPlace) -> ListResult {
+    let mut conn = link.connect()?;
     let nodes = conn.nodes()?;
     if !conn.in_step() {
         // `nodes` ended without its `.`: one that came late would end the next reply.
         conn.quit();
-        conn = connect()?;
+        conn = link.connect()?;
     }
     // munin-node's own node (the one its greeting names, what `list` without a node
     // returns) spools into the spool directory itself, as Perl's 2.0 munin-asyncd does:

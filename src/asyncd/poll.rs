@@ -220,8 +220,7 @@ fn open<'c>(
     env: &Env,
     conn: &'c mut Option<NodeConn>,
 ) -> Result<&'c mut NodeConn, NodeError> {
-    let mut c = NodeConn::connect_counted(&link.host, link.timeout, link.unended.clone())?;
-    c.cap("multigraph dirtyconfig")?;
+    let mut c = link.connect()?;
     c.born = env.now();
     Ok(conn.insert(c))
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::asyncd::node::{NodeConn, Unended};
+use crate::asyncd::node::{NodeConn, NodeError, Unended};
 use crate::log_error;
 
 /// The most worker threads of the whole daemon.
@@ -62,6 +62,14 @@ impl NodeLink {
             idle: Mutex::new(Vec::new()),
             unended: Arc::new(Unended::new(host)),
         }
+    }
+
+    /// A new connection, its capabilities announced (as a 2.0 master announces them;
+    /// munin-node then shows multigraph plugins and may put values in a config).
+    pub(crate) fn connect(&self) -> Result<NodeConn, NodeError> {
+        let mut conn = NodeConn::connect_counted(&self.host, self.timeout, self.unended.clone())?;
+        conn.cap("multigraph dirtyconfig")?;
+        Ok(conn)
     }
 
     /// An idle connection opened less than its life before `now`, if there is one (older

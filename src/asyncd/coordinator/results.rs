@@ -17,8 +17,7 @@ impl Coordinator<'_> {
     /// Starts reading the plugin list, on a worker.
     pub(super) fn start_listing(&self) {
         let tx = self.reply.clone();
-        let (host, timeout) = (self.cfg.host.clone(), self.cfg.request_timeout);
-        let unended = self.link.unended.clone();
+        let link = self.link.clone();
         let place = SpoolPlace {
             root: self.cfg.spooldir.clone(),
             interval: self.cfg.interval,
@@ -27,7 +26,7 @@ impl Coordinator<'_> {
             open: self.spools.iter().map(|s| s.node.clone()).collect(),
         };
         self.workers.run(Box::new(move || {
-            tx.send(Event::Listed(read_lists(&host, timeout, unended, &place)));
+            tx.send(Event::Listed(read_lists(&link, &place)));
         }));
     }
 
