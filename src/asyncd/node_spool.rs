@@ -130,9 +130,17 @@ pub(crate) fn open_spool(
         }
     }
     if newest > now {
+        // Samples stamped by a clock that ran ahead (a board whose clock was set wrong)
+        // hold the spool until the clock catches up: only the admin can tell.
+        let hint = if newest - now > 86_400 {
+            "; if the clock that stamped them was wrong, move this spool directory aside \
+             (and drop the master's state for this node)"
+        } else {
+            ""
+        };
         log_warn!(
             "{}: the clock ({now}) is {} s behind the newest sample spooled ({newest}): \
-             nothing is polled until it is past it",
+             nothing is polled until it is past it{hint}",
             dir.display(),
             newest - now
         );
