@@ -60,19 +60,7 @@ fn through_the_spool_as_directly(addr: &str, plugins: &[&str], steady: &[&str]) 
     stop(daemon);
     let logged = fs::read_to_string(&log).unwrap_or_default();
 
-    let via = work.path().join("via-spool");
-    fs::create_dir(&via).unwrap();
-    ingest_spool(&via, &spool);
-    let direct = work.path().join("direct");
-    fs::create_dir(&direct).unwrap();
-    master_dirs(&direct);
-    let (host, port) = addr.split_once(':').unwrap();
-    let out = munin_update_in(
-        &direct,
-        "",
-        &format!("{host}\n    port {port}\n    use_node_name yes"),
-    );
-    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    let (via, direct) = via_spool_and_direct(work.path(), &spool, addr);
 
     let mut differs = Vec::new();
     let (a, b) = (datafile(&direct.join("db")), datafile(&via.join("db")));

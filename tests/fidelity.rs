@@ -209,18 +209,7 @@ fn every_plugin_debian_enables_reaches_the_master_as_if_polled_directly() {
     let not_spooled: Vec<&String> = plugins.iter().filter(|p| !spooled(&spool, p)).collect();
 
     // 2. One master through our munin-async, one polling munin-node directly.
-    let via_spool = work.path().join("via-spool");
-    fs::create_dir(&via_spool).unwrap();
-    ingest_spool(&via_spool, &spool);
-    let direct = work.path().join("direct");
-    fs::create_dir(&direct).unwrap();
-    master_dirs(&direct);
-    let out = munin_update_in(
-        &direct,
-        "",
-        &format!("127.0.0.1\n    port {}\n    use_node_name yes", node.port),
-    );
-    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    let (via_spool, direct) = via_spool_and_direct(work.path(), &spool, &node.addr());
     let after = observe(observer.port, &plugins);
     let empty = without_values(&spool);
 

@@ -87,6 +87,26 @@ pub fn ingest_spool(dir: &Path, spool: &Path) {
     assert!(out.status.success(), "munin-update: {}", out.stderr());
 }
 
+/// The fidelity comparison's two masters, in `work`: one ingests `spool` through our
+/// munin-async (`work/via-spool`), the other polls the munin-node at `addr` (HOST:PORT)
+/// directly (`work/direct`), as the master's ordinary mode does. Their directories.
+pub fn via_spool_and_direct(work: &Path, spool: &Path, addr: &str) -> (PathBuf, PathBuf) {
+    let via = work.join("via-spool");
+    fs::create_dir(&via).unwrap();
+    ingest_spool(&via, spool);
+    let direct = work.join("direct");
+    fs::create_dir(&direct).unwrap();
+    master_dirs(&direct);
+    let (host, port) = addr.split_once(':').expect("HOST:PORT");
+    let out = munin_update_in(
+        &direct,
+        "",
+        &format!("{host}\n    port {port}\n    use_node_name yes"),
+    );
+    assert!(out.status.success(), "munin-update: {}", out.stderr());
+    (via, direct)
+}
+
 /// The values of `rrdtool fetch` output, NaN rows left out.
 pub fn fetched_values(text: &str) -> Vec<f64> {
     text.lines()
